@@ -1,0 +1,335 @@
+"""The `LLMDeployment` API (llmops.io/v1alpha1): the public contract.
+
+These pydantic models are the single source of truth: the CRD in `crds/` is generated
+from them (`llmops crds`), the CLI and the admission webhook validate with them, and the
+renderer reads them. Field names are camelCase on the wire (aliases), snake_case in code.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from llmops.api.autoscaling import AutoscalingSpec
+
+GROUP = "llmops.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "LLMDeployment"
+PLURAL = "llmdeployments"
+SINGULAR = "llmdeployment"
+SHORT_NAMES = ["llmd"]
+
+DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"
+VLLM_PORT = 8000
+# The largest GPU count a single sane node offers (8 is the common maximum, 16 exists).
+MAX_GPUS_PER_NODE = 16
+
+# Kubernetes sub-objects (tolerations, affinity, env, ...) are passed through verbatim;
+# the API server validates them when the children are applied.
+KubeObject = dict[str, Any]
+
+
+class ApiModel(BaseModel):
+    """Base: camelCase aliases, unknown fields rejected (a typo must not pass silently)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class ModelShape(ApiModel):
+    """Architecture figures for a model the built-in catalogue does not know."""
+
+    parameters_billions: float = Field(gt=0, description="Total parameters, in billions (e.g. 8.03).")
+    layers: int = Field(gt=0, description="Transformer layers (num_hidden_layers).")
+    attention_heads: int = Field(gt=0, description="Attention heads (num_attention_heads).")
+    kv_heads: Optional[int] = Field(
+        default=None, gt=0, description="Key/value heads (num_key_value_heads); defaults to attentionHeads."
+    )
+    hidden_size: int = Field(gt=0, description="Hidden size (hidden_size).")
+    max_context_length: Optional[int] = Field(
+        default=None, gt=0, description="The model's native context length (max_position_embeddings)."
+    )
+
+
+MODEL_SOURCE_PATTERN = r"^(hf://[^/\s]+/[^\s]+|s3://[^/\s]+(/[^\s]*)?|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/[^\s]*)?)$"
+
+
+class ModelSpec(ApiModel):
+    source: str = Field(
+        description="Where the weights come from: hf://ORG/NAME, s3://BUCKET/PATH or pvc://CLAIM/PATH.",
+        pattern=MODEL_SOURCE_PATTERN,
+    )
+    served_name: Optional[str] = Field(
+        default=None,
+        description="Name clients use in requests (--served-model-name); defaults to metadata.name.",
+        min_length=1,
+        max_length=253,
+    )
+    shape: Optional[ModelShape] = Field(
+        default=None,
+        description="Architecture figures for models the planner's catalogue does not know.",
+    )
+
+    @property
+    def scheme(self) -> str:
+        return self.source.split("://", 1)[0]
+
+    @property
+    def location(self) -> str:
+        return self.source.split("://", 1)[1]
+
+
+class EngineSpec(ApiModel):
+    image: str = Field(default=DEFAULT_VLLM_IMAGE, description="vLLM OpenAI server image.", min_length=1)
+    max_model_len: Optional[int] = Field(
+        default=None, gt=0, le=10_000_000, description="Context length (--max-model-len)."
+    )
+    gpu_memory_utilization: float = Field(
+        default=0.9, gt=0, le=1, description="Share of each GPU's memory vLLM may use (--gpu-memory-utilization)."
+    )
+    max_num_seqs: Optional[int] = Field(
+        default=None, gt=0, le=65536, description="Maximum concurrent sequences per replica (--max-num-seqs)."
+    )
+    dtype: Optional[str] = Field(
+        default=None, description="Weight/activation dtype (--dtype): auto, half, float16, bfloat16, float32."
+    )
+    kv_cache_dtype: Optional[str] = Field(default=None, description="KV-cache dtype (--kv-cache-dtype): auto, fp8, ...")
+    extra_args: list[str] = Field(default_factory=list, description="Extra `vllm serve` arguments, passed verbatim.")
+    env: list[KubeObject] = Field(
+        default_factory=list, description="Extra container env (core/v1 EnvVar), e.g. HF_TOKEN from a Secret."
+    )
+    cpu: Optional[str] = Field(default=None, description="CPU request and limit per pod, e.g. '8'.")
+    memory: Optional[str] = Field(default=None, description="Memory request and limit per pod, e.g. '64Gi'.")
+    startup_timeout_seconds: int = Field(
+        default=1800,
+        ge=60,
+        le=86400,
+        description="How long a pod may take to download and load the model before it is restarted.",
+    )
+
+    @field_validator("dtype")
+    @classmethod
+    def _known_dtype(cls, value: Optional[str]) -> Optional[str]:
+        allowed = {"auto", "half", "float16", "bfloat16", "float", "float32"}
+        if value is not None and value not in allowed:
+            raise ValueError(f"unknown dtype {value!r}; use one of {', '.join(sorted(allowed))}")
+        return value
+
+    @field_validator("extra_args")
+    @classmethod
+    def _no_managed_flags(cls, args: list[str]) -> list[str]:
+        for arg in args:
+            flag = arg.split("=", 1)[0]
+            if flag in MANAGED_FLAGS:
+                raise ValueError(
+                    f"{flag} is set by llmops from {MANAGED_FLAGS[flag]}; set that field instead of extraArgs"
+                )
+        return args
+
+
+# Flags the renderer sets from typed fields; passing them in extraArgs would conflict.
+MANAGED_FLAGS = {
+    "--model": "spec.model.source",
+    "--served-model-name": "spec.model.servedName",
+    "--tensor-parallel-size": "spec.sharding.tensorParallelSize",
+    "--pipeline-parallel-size": "spec.sharding.pipelineParallelSize",
+    "--quantization": "spec.quantization.method",
+    "--max-model-len": "spec.engine.maxModelLen",
+    "--gpu-memory-utilization": "spec.engine.gpuMemoryUtilization",
+    "--max-num-seqs": "spec.engine.maxNumSeqs",
+    "--port": "the fixed serving port 8000",
+    "--host": "the pod network (0.0.0.0)",
+}
+
+
+class ShardingSpec(ApiModel):
+    """How one replica is split across GPUs. Leave sizes empty for the planner to choose."""
+
+    tensor_parallel_size: Optional[int] = Field(
+        default=None, ge=1, le=64, description="GPUs a layer is split across (--tensor-parallel-size); empty = auto."
+    )
+    pipeline_parallel_size: Optional[int] = Field(
+        default=None, ge=1, le=64, description="Pipeline stages (--pipeline-parallel-size); empty = auto."
+    )
+    allow_multi_node: bool = Field(
+        default=False,
+        description="Let one replica span several nodes (pipeline stages across nodes, tensor parallel within).",
+    )
+
+    @property
+    def is_auto(self) -> bool:
+        return self.tensor_parallel_size is None and self.pipeline_parallel_size is None
+
+    @property
+    def gpus_per_replica(self) -> int:
+        return (self.tensor_parallel_size or 1) * (self.pipeline_parallel_size or 1)
+
+
+class QuantizationMethod(str, Enum):
+    none = "none"
+    awq = "awq"
+    gptq = "gptq"
+    fp8 = "fp8"
+    bitsandbytes = "bitsandbytes"
+    gguf = "gguf"
+    compressed_tensors = "compressed-tensors"
+    awq_marlin = "awq_marlin"
+    gptq_marlin = "gptq_marlin"
+
+
+class QuantizationSpec(ApiModel):
+    method: QuantizationMethod = Field(
+        default=QuantizationMethod.none, description="Weight quantization (--quantization); none = model dtype."
+    )
+
+
+class GPUSpec(ApiModel):
+    type: Optional[str] = Field(
+        default=None,
+        description="GPU product (the nvidia.com/gpu.product node label), e.g. NVIDIA-L4; pods are pinned to it.",
+        min_length=1,
+    )
+    resource_name: str = Field(default="nvidia.com/gpu", description="Extended resource that counts GPUs.")
+
+
+class ResourcesSpec(ApiModel):
+    gpu: GPUSpec = Field(default_factory=GPUSpec, description="GPUs per replica follow from sharding.")
+
+
+class PlacementProfile(str, Enum):
+    default = "default"
+    edge = "edge"
+
+
+class PlacementSpec(ApiModel):
+    profile: PlacementProfile = Field(
+        default=PlacementProfile.default,
+        description="'edge' adds the edge node selector and toleration (llmops.io/edge).",
+    )
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Passed to the pod spec unchanged.")
+    tolerations: list[KubeObject] = Field(default_factory=list, description="core/v1 Tolerations, unchanged.")
+    affinity: KubeObject = Field(default_factory=dict, description="core/v1 Affinity, unchanged.")
+    topology_spread_constraints: list[KubeObject] = Field(
+        default_factory=list, description="core/v1 TopologySpreadConstraints, unchanged."
+    )
+    priority_class_name: Optional[str] = Field(default=None, description="Pod priority class.")
+
+
+class LLMDeploymentSpec(ApiModel):
+    model: ModelSpec
+    engine: EngineSpec = Field(default_factory=EngineSpec)
+    sharding: ShardingSpec = Field(default_factory=ShardingSpec)
+    quantization: QuantizationSpec = Field(default_factory=QuantizationSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    placement: PlacementSpec = Field(default_factory=PlacementSpec)
+    replicas: int = Field(default=1, ge=0, le=1000, description="Desired replicas (the /scale subresource).")
+    autoscaling: Optional[AutoscalingSpec] = Field(
+        default=None, description="Scale replicas from Prometheus metrics; absent = fixed replicas."
+    )
+
+    @model_validator(mode="after")
+    def _single_node_shape(self) -> "LLMDeploymentSpec":
+        gpus = self.sharding.gpus_per_replica
+        if gpus > MAX_GPUS_PER_NODE and not self.sharding.allow_multi_node:
+            raise ValueError(
+                f"sharding: tensorParallelSize x pipelineParallelSize = {gpus} GPUs, more than any node offers "
+                f"({MAX_GPUS_PER_NODE}); lower the sizes or set sharding.allowMultiNode: true"
+            )
+        return self
+
+
+class Condition(ApiModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+    type: str
+    status: str = Field(description="True, False or Unknown.")
+    reason: str = ""
+    message: str = ""
+    last_transition_time: Optional[str] = None
+    observed_generation: Optional[int] = None
+
+
+class LLMDeploymentStatus(ApiModel):
+    # Status is written by the operator; tolerate fields added by newer operator versions.
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+    observed_generation: Optional[int] = None
+    phase: Optional[str] = Field(default=None, description="Pending, Progressing, Ready, Degraded or Failed.")
+    conditions: list[Condition] = Field(default_factory=list)
+    replicas: Optional[int] = Field(default=None, description="Replicas that exist (for /scale).")
+    ready_replicas: Optional[int] = None
+    updated_replicas: Optional[int] = None
+    selector: Optional[str] = Field(default=None, description="Label selector of the pods (for /scale).")
+    endpoint: Optional[str] = Field(default=None, description="In-cluster OpenAI-compatible base URL.")
+    tensor_parallel_size: Optional[int] = Field(default=None, description="Tensor parallel size in use.")
+    pipeline_parallel_size: Optional[int] = Field(default=None, description="Pipeline parallel size in use.")
+    autoscaling: Optional[dict[str, Any]] = Field(default=None, description="The autoscaler's last decisions.")
+
+
+class ObjectMeta(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(min_length=1, max_length=63)
+    namespace: Optional[str] = None
+    uid: Optional[str] = None
+    generation: Optional[int] = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _dns_label(cls, name: str) -> str:
+        # Children (Services) are named after the deployment: it must be a DNS-1035 label.
+        if not re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name):
+            raise ValueError(
+                f"{name!r} is not a valid name: use lower-case letters, digits and '-', starting with a letter"
+            )
+        return name
+
+
+class LLMDeployment(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    api_version: str = Field(alias="apiVersion")
+    kind: str
+    metadata: ObjectMeta
+    spec: LLMDeploymentSpec
+    status: Optional[LLMDeploymentStatus] = None
+
+    @field_validator("api_version")
+    @classmethod
+    def _api_version(cls, value: str) -> str:
+        if value != API_VERSION:
+            raise ValueError(f"must be {API_VERSION}")
+        return value
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        if value != KIND:
+            raise ValueError(f"must be {KIND}")
+        return value
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata.namespace or "default"
+
+    @property
+    def served_name(self) -> str:
+        return self.spec.model.served_name or self.metadata.name

@@ -1,0 +1,158 @@
+"""One autoscaling evaluation for one LLMDeployment: query Prometheus, run the policy.
+
+The operator calls `evaluate_once` from a Kopf timer (every
+`spec.autoscaling.behavior.evaluationIntervalSeconds`), then writes
+`evaluation.desired_replicas` to spec.replicas when it differs, `evaluation.status` to
+status.autoscaling, and upserts `evaluation.condition` into status.conditions. Nothing here
+raises on Prometheus trouble: failures become a held decision with a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from llmops.api.autoscaling import AutoscalingSpec, MetricType
+from llmops.autoscale.detect import KV_CACHE_NAMES, Detection, detect
+from llmops.autoscale.policy import (
+    AutoscalerState,
+    Decision,
+    MetricSample,
+    PolicyInput,
+    Reason,
+    SampleStatus,
+    WakeSignals,
+    decide,
+)
+from llmops.autoscale.prometheus import OutcomeKind, PrometheusClient, QueryOutcome
+from llmops.autoscale.queries import MetricQueries, activity_query, metric_queries, substitute
+
+CONDITION_TYPE = "Autoscaling"
+# Decisions taken without usable metrics: the condition turns False so users notice.
+_UNHEALTHY = {Reason.metrics_stale, Reason.metrics_unavailable, Reason.disabled}
+
+
+@dataclass(frozen=True)
+class ReplicaCounts:
+    current: int   # spec.replicas now
+    ready: int     # pods Ready
+    starting: int  # pods that exist but are not Ready (pending, pulling, loading the model)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    decision: Decision
+    state: AutoscalerState
+    status: dict[str, Any]     # write to status.autoscaling (replaces the previous value)
+    condition: dict[str, Any]  # upsert into status.conditions (operator sets lastTransitionTime)
+
+    @property
+    def desired_replicas(self) -> int:
+        return self.decision.desired_replicas
+
+
+async def evaluate_once(
+    prometheus: PrometheusClient,
+    *,
+    namespace: str,
+    name: str,
+    spec: AutoscalingSpec,
+    replicas: ReplicaCounts,
+    previous_status: Optional[dict[str, Any]],
+    now: float,
+    wake_annotation: Optional[str] = None,
+) -> Evaluation:
+    state = AutoscalerState.from_status(previous_status)
+    kv_detection = _previous_detection(previous_status)
+    samples: tuple[MetricSample, ...] = ()
+    activity: Optional[float] = None
+    activation: Optional[float] = None
+
+    if spec.enabled:
+        needs_kv = any(m.type is MetricType.kv_cache_utilization for m in spec.metrics)
+        if needs_kv and replicas.ready > 0:
+            kv_detection = await detect(prometheus, KV_CACHE_NAMES, namespace, name)
+        kv_metric = kv_detection.chosen if kv_detection else KV_CACHE_NAMES[0]
+        plans = [metric_queries(m, namespace, name, kv_cache_metric=kv_metric) for m in spec.metrics]
+        extra: list[MetricQueries] = []
+        if spec.min_replicas == 0:
+            extra.append(activity_query(namespace, name))
+        if spec.min_replicas == 0 and replicas.current == 0 and spec.activation_query:
+            extra.append(MetricQueries(substitute(spec.activation_query, namespace, name)))
+        outcomes = await asyncio.gather(*(_run(prometheus, plan) for plan in plans + extra))
+        samples = tuple(
+            _sample(metric, plan, value, age)
+            for metric, plan, (value, age) in zip(spec.metrics, plans, outcomes[: len(plans)])
+        )
+        rest = list(outcomes[len(plans):])
+        if spec.min_replicas == 0:
+            activity = _fresh_value(*rest.pop(0), spec.behavior.metrics_max_age_seconds)
+        if rest:
+            activation = rest.pop(0)[0].scalar()
+
+    decision, state = decide(
+        PolicyInput(
+            spec=spec,
+            now=now,
+            current_replicas=replicas.current,
+            ready_replicas=replicas.ready,
+            starting_replicas=replicas.starting,
+            samples=samples,
+            activity=activity,
+            wake=WakeSignals(annotation=wake_annotation, activation_value=activation),
+        ),
+        state,
+    )
+    extra_status: dict[str, Any] = {}
+    if kv_detection is not None:
+        extra_status["kvCacheMetric"] = kv_detection.to_status()
+    return Evaluation(decision, state, state.to_status(extra_status), condition_for(decision))
+
+
+def condition_for(decision: Decision) -> dict[str, Any]:
+    return {
+        "type": CONDITION_TYPE,
+        "status": "False" if decision.reason in _UNHEALTHY else "True",
+        "reason": decision.reason.condition_reason,
+        "message": decision.message[:1024],
+    }
+
+
+async def _run(prometheus: PrometheusClient, plan: MetricQueries) -> tuple[QueryOutcome, Optional[QueryOutcome]]:
+    if plan.age is None:
+        return await prometheus.instant_query(plan.value), None
+    value, age = await asyncio.gather(prometheus.instant_query(plan.value), prometheus.instant_query(plan.age))
+    return value, age
+
+
+def _sample(metric, plan: MetricQueries, value: QueryOutcome, age: Optional[QueryOutcome]) -> MetricSample:
+    if value.kind in (OutcomeKind.unreachable, OutcomeKind.query_error):
+        return MetricSample(metric, plan.value, SampleStatus.error, message=f"{value.kind.value}: {value.message}")
+    if value.kind is OutcomeKind.empty:
+        return MetricSample(
+            metric, plan.value, SampleStatus.missing,
+            message="no series matched (pods not scraped yet, stale, or the metric name differs)",
+        )
+    age_seconds = age.scalar() if age is not None and age.ok else None
+    if age_seconds is not None and math.isnan(age_seconds):
+        age_seconds = None
+    return MetricSample(metric, plan.value, SampleStatus.ok, value=value.scalar(), age_seconds=age_seconds)
+
+
+def _fresh_value(value: QueryOutcome, age: Optional[QueryOutcome], max_age: float) -> Optional[float]:
+    if not value.ok:
+        return None
+    age_seconds = age.scalar() if age is not None and age.ok else None
+    if age_seconds is not None and age_seconds > max_age:
+        return None
+    result = value.scalar()
+    return None if result is None or math.isnan(result) else result
+
+
+def _previous_detection(previous_status: Optional[dict[str, Any]]) -> Optional[Detection]:
+    saved = (previous_status or {}).get("kvCacheMetric")
+    if isinstance(saved, dict) and saved.get("metric") in KV_CACHE_NAMES:
+        return Detection(saved["metric"], (), bool(saved.get("detected")), str(saved.get("message", "")))
+    return None

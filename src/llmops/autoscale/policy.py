@@ -1,0 +1,419 @@
+"""The scaling policy: measured metrics + replica counts + history -> a Decision.
+
+Pure: no clock, no environment, no I/O. Time comes in as `now` (epoch seconds) and the
+history the policy needs between calls (recent recommendations, idle start, the last
+wake token consumed, recent decisions) is an `AutoscalerState` passed in and returned;
+the operator keeps it in `status.autoscaling` (`AutoscalerState.to_status()`).
+
+The shape follows the Kubernetes HPA so its behaviour is familiar:
+  per metric   recommendation = ceil(ready x value / target), skipped within tolerance
+  across       the highest recommendation wins
+  windows      scale-up uses the lowest recommendation of the up-window (skipped when a
+               metric is at panicThreshold x target), scale-down the highest of the
+               down-window
+  limits       at most maxScaleUpStep / maxScaleDownStep per decision, then clamped to
+               [max(minReplicas, 1), maxReplicas]
+LLM-specific additions: pods still starting are not capacity and a scale-up is not
+repeated while they start (cold starts take minutes, and the queue keeps growing meanwhile,
+which would otherwise add replicas again and again); scale to zero after an idle period and
+back to one on a wake signal (there are no vLLM metrics while no pod runs).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, Optional
+
+from llmops.api.autoscaling import AutoscalingSpec, MetricTarget, MetricType
+
+HISTORY_LIMIT = 10
+WAKE_ANNOTATION = "llmops.io/wake"
+
+# Per-replica metrics are sums over pods divided by ready replicas.
+_SUMMED_TYPES = {
+    MetricType.waiting_requests,
+    MetricType.running_requests,
+    MetricType.generation_tokens_per_second,
+}
+
+
+class Reason(str, Enum):
+    scaled_up = "scaled-up"
+    scaled_down = "scaled-down"
+    held_stabilization = "held-stabilization"
+    held_tolerance = "held-tolerance"
+    at_max = "at-max"
+    at_min = "at-min"
+    metrics_stale = "metrics-stale"
+    metrics_unavailable = "metrics-unavailable"
+    idle_scale_to_zero = "idle-scale-to-zero"
+    waiting_for_starting_pods = "waiting-for-starting-pods"
+    disabled = "disabled"
+
+    @property
+    def condition_reason(self) -> str:
+        """CamelCase form for a Kubernetes condition reason, e.g. HeldStabilization."""
+        return "".join(part.capitalize() for part in self.value.split("-"))
+
+
+class SampleStatus(str, Enum):
+    ok = "ok"            # a value was measured (its age is checked by the policy)
+    missing = "missing"  # the query ran and returned nothing (no series, or all stale-marked)
+    error = "error"      # Prometheus unreachable or the query failed
+
+
+@dataclass(frozen=True)
+class MetricSample:
+    """What was measured for one `spec.autoscaling.metrics` entry."""
+
+    metric: MetricTarget
+    query: str
+    status: SampleStatus
+    value: Optional[float] = None        # the query's value: a sum, a mean or a percentile
+    age_seconds: Optional[float] = None  # age of the newest underlying sample; None = unknown
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class WakeSignals:
+    """What can wake a deployment at zero replicas (no vLLM metrics exist then)."""
+
+    annotation: Optional[str] = None          # value of the llmops.io/wake annotation, if set
+    activation_value: Optional[float] = None  # value of spec.autoscaling.activationQuery, if measured
+
+
+@dataclass(frozen=True)
+class PolicyInput:
+    spec: AutoscalingSpec
+    now: float                      # epoch seconds
+    current_replicas: int           # spec.replicas as it is now
+    ready_replicas: int             # pods Ready (serving capacity)
+    starting_replicas: int          # pods that exist but are not Ready yet (pending, loading)
+    samples: tuple[MetricSample, ...] = ()
+    # running + waiting requests + generated tokens/s over the deployment; 0 means idle,
+    # None means unknown (no data): only needed when minReplicas is 0.
+    activity: Optional[float] = None
+    wake: WakeSignals = WakeSignals()
+
+
+@dataclass(frozen=True)
+class MetricDetail:
+    name: str                          # metric type, e.g. waitingRequests
+    query: str
+    status: str                        # ok, missing, error, stale, no-ready-replicas
+    value: Optional[float]             # the compared quantity (per replica, mean or percentile)
+    target: float
+    age_seconds: Optional[float]
+    ratio: Optional[float]             # value / target
+    recommendation: Optional[int]      # None = this metric gives no recommendation
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "query": self.query,
+            "status": self.status,
+            "value": _round(self.value),
+            "target": self.target,
+            "ageSeconds": _round(self.age_seconds),
+            "ratio": _round(self.ratio),
+            "recommendation": self.recommendation,
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True)
+class Decision:
+    at: float
+    current_replicas: int
+    desired_replicas: int
+    reason: Reason
+    message: str
+    ready_replicas: int = 0
+    starting_replicas: int = 0
+    metrics: tuple[MetricDetail, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return self.desired_replicas != self.current_replicas
+
+    def to_dict(self) -> dict[str, Any]:
+        """Full form for status.autoscaling.lastDecision."""
+        return {**self.to_summary(), "metrics": [m.to_dict() for m in self.metrics]}
+
+    def to_summary(self) -> dict[str, Any]:
+        """Compact form kept in the bounded history."""
+        return {
+            "time": _iso(self.at),
+            "from": self.current_replicas,
+            "to": self.desired_replicas,
+            "ready": self.ready_replicas,
+            "starting": self.starting_replicas,
+            "reason": self.reason.value,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True)
+class AutoscalerState:
+    """Everything the policy remembers between decisions (JSON-serialisable via to_status)."""
+
+    recommendations: tuple[tuple[float, int], ...] = ()  # (time, replicas), oldest first
+    idle_since: Optional[float] = None
+    wake_token: Optional[str] = None   # last llmops.io/wake value acted on
+    history: tuple[dict[str, Any], ...] = ()  # Decision.to_summary(), oldest first
+    last_decision: Optional[dict[str, Any]] = None
+
+    def to_status(self, extra: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+        status: dict[str, Any] = {
+            "lastDecision": self.last_decision,
+            "history": list(self.history),
+            "recommendations": [[round(t, 3), n] for t, n in self.recommendations],
+            "idleSince": self.idle_since,
+            "wakeToken": self.wake_token,
+        }
+        status.update(extra or {})
+        return status
+
+    @classmethod
+    def from_status(cls, status: Optional[dict[str, Any]]) -> "AutoscalerState":
+        """Read back what to_status wrote; anything malformed starts fresh rather than failing."""
+        if not isinstance(status, dict):
+            return cls()
+        try:
+            recommendations = tuple(
+                (float(t), int(n)) for t, n in (status.get("recommendations") or [])
+            )
+        except (TypeError, ValueError):
+            recommendations = ()
+        idle_since = status.get("idleSince")
+        history = status.get("history") or []
+        last = status.get("lastDecision")
+        return cls(
+            recommendations=recommendations,
+            idle_since=float(idle_since) if isinstance(idle_since, (int, float)) else None,
+            wake_token=status.get("wakeToken") if isinstance(status.get("wakeToken"), str) else None,
+            history=tuple(h for h in history if isinstance(h, dict))[-HISTORY_LIMIT:],
+            last_decision=last if isinstance(last, dict) else None,
+        )
+
+
+def decide(inputs: PolicyInput, state: AutoscalerState) -> tuple[Decision, AutoscalerState]:
+    """The one entry point: returns the decision and the state to keep for the next call."""
+    decision, state = _decide(inputs, state)
+    summary = decision.to_summary()
+    # Every decision consumes the current llmops.io/wake value, so only a value set after
+    # this point can wake the deployment from zero later.
+    if inputs.wake.annotation is not None:
+        state = replace(state, wake_token=inputs.wake.annotation)
+    return decision, replace(
+        state,
+        history=(state.history + (summary,))[-HISTORY_LIMIT:],
+        last_decision=decision.to_dict(),
+    )
+
+
+def _decide(inp: PolicyInput, state: AutoscalerState) -> tuple[Decision, AutoscalerState]:
+    spec, behavior, now, current = inp.spec, inp.spec.behavior, inp.now, inp.current_replicas
+    details = tuple(_evaluate_metric(s, inp) for s in inp.samples)
+
+    def make(desired: int, reason: Reason, message: str) -> Decision:
+        return Decision(
+            at=now,
+            current_replicas=current,
+            desired_replicas=desired,
+            reason=reason,
+            message=message,
+            ready_replicas=inp.ready_replicas,
+            starting_replicas=inp.starting_replicas,
+            metrics=details,
+        )
+
+    window = max(behavior.scale_up_stabilization_seconds, behavior.scale_down_stabilization_seconds)
+    state = replace(state, recommendations=tuple((t, n) for t, n in state.recommendations if t >= now - window))
+
+    if not spec.enabled:
+        return make(current, Reason.disabled, "autoscaling.enabled is false; replicas are left as set"), state
+
+    floor = max(spec.min_replicas, 1)
+    if current == 0:
+        return _from_zero(inp, state, make, floor)
+    if current > spec.max_replicas:
+        return make(spec.max_replicas, Reason.scaled_down, f"above maxReplicas {spec.max_replicas}"), state
+    if current < floor:
+        return make(floor, Reason.scaled_up, f"below minReplicas {spec.min_replicas}"), state
+
+    state = _track_idle(inp, state)
+    if (
+        spec.min_replicas == 0
+        and state.idle_since is not None
+        and now - state.idle_since >= behavior.scale_to_zero_after_seconds
+        and inp.starting_replicas == 0
+    ):
+        idle_for = now - state.idle_since
+        return (
+            make(0, Reason.idle_scale_to_zero, f"no requests or generated tokens for {idle_for:.0f}s; scaled to zero"),
+            replace(state, recommendations=(), idle_since=None),
+        )
+
+    usable = [d for d in details if d.recommendation is not None]
+    if not usable:
+        if inp.ready_replicas == 0 and inp.starting_replicas > 0:
+            return make(current, Reason.waiting_for_starting_pods, _starting_message(inp)), state
+        if details and all(d.status == SampleStatus.error.value for d in details):
+            return make(current, Reason.metrics_unavailable, _problems(details)), state
+        return make(current, Reason.metrics_stale, _problems(details) or "no metrics configured"), state
+
+    driver = max(usable, key=lambda d: d.recommendation)
+    unclamped = driver.recommendation
+    raw = min(max(unclamped, floor), spec.max_replicas)
+    recommendations = state.recommendations + ((now, raw),)
+    state = replace(state, recommendations=recommendations)
+    panic = [d for d in usable if d.ratio is not None and d.ratio >= behavior.panic_threshold]
+
+    up_from = now - behavior.scale_up_stabilization_seconds
+    down_from = now - behavior.scale_down_stabilization_seconds
+    up_recommendation = raw if panic else min(n for t, n in recommendations if t >= up_from)
+    down_recommendation = max(n for t, n in recommendations if t >= down_from)
+    stabilized = current
+    if stabilized < up_recommendation:
+        stabilized = up_recommendation
+    if stabilized > down_recommendation:
+        stabilized = down_recommendation
+
+    if stabilized > current and inp.starting_replicas > 0:
+        return make(current, Reason.waiting_for_starting_pods, _starting_message(inp, raw)), state
+
+    desired = min(stabilized, current + behavior.max_scale_up_step)
+    desired = max(desired, current - behavior.max_scale_down_step)
+    desired = min(max(desired, floor), spec.max_replicas)
+    why = f"{driver.name} {_fmt(driver.value)} vs target {_fmt(driver.target)} -> {unclamped}"
+
+    if desired > current:
+        notes = [why]
+        if panic:
+            notes.append(f"burst: {panic[0].name} at {panic[0].ratio:.1f}x target skipped the up-window")
+        if desired < stabilized:
+            notes.append(f"limited to +{behavior.max_scale_up_step} per decision")
+        return make(desired, Reason.scaled_up, "; ".join(notes)), state
+    if desired < current:
+        notes = [why]
+        if desired > stabilized:
+            notes.append(f"limited to -{behavior.max_scale_down_step} per decision")
+        return make(desired, Reason.scaled_down, "; ".join(notes)), state
+    if unclamped > current and current >= spec.max_replicas:
+        return make(current, Reason.at_max, f"{why}; at maxReplicas {spec.max_replicas}"), state
+    if unclamped < current and current <= floor:
+        return make(current, Reason.at_min, f"{why}; at minReplicas {floor}"), state
+    if raw > current:
+        window_s = behavior.scale_up_stabilization_seconds
+        return make(current, Reason.held_stabilization, f"{why}; scale-up window {window_s:.0f}s"), state
+    if raw < current:
+        window_s = behavior.scale_down_stabilization_seconds
+        return make(
+            current,
+            Reason.held_stabilization,
+            f"{why}; scale-down window {window_s:.0f}s holds {down_recommendation}",
+        ), state
+    return make(current, Reason.held_tolerance, f"{why}; within tolerance {behavior.tolerance:g}"), state
+
+
+def _evaluate_metric(sample: MetricSample, inp: PolicyInput) -> MetricDetail:
+    metric = sample.metric
+    base = dict(name=metric.type.value, query=sample.query, target=metric.target, age_seconds=sample.age_seconds)
+    if sample.status is not SampleStatus.ok or sample.value is None:
+        status = SampleStatus.missing if sample.status is SampleStatus.ok else sample.status
+        return MetricDetail(
+            status=status.value, value=None, ratio=None, recommendation=None,
+            note=sample.message or "no data", **base,
+        )
+    max_age = inp.spec.behavior.metrics_max_age_seconds
+    if sample.age_seconds is not None and sample.age_seconds > max_age:
+        return MetricDetail(
+            status="stale", value=sample.value, ratio=None, recommendation=None,
+            note=f"newest sample {sample.age_seconds:.0f}s old (limit {max_age:.0f}s)", **base,
+        )
+    ready = inp.ready_replicas
+    if ready == 0:
+        return MetricDetail(
+            status="no-ready-replicas", value=sample.value, ratio=None, recommendation=None,
+            note="no Ready replica to compare against", **base,
+        )
+    value, note = _comparable_value(metric, sample.value, ready)
+    ratio = value / metric.target
+    if abs(ratio - 1) <= inp.spec.behavior.tolerance:
+        recommendation = inp.current_replicas
+        note = (note + "; " if note else "") + "within tolerance"
+    else:
+        recommendation = math.ceil(round(ready * ratio, 9))
+    return MetricDetail(status="ok", value=value, ratio=ratio, recommendation=recommendation, note=note, **base)
+
+
+def _comparable_value(metric: MetricTarget, value: float, ready: int) -> tuple[float, str]:
+    if math.isnan(value):
+        # A percentile over a window without requests: no latency pressure at all.
+        return 0.0, "no requests in the window"
+    if metric.type in _SUMMED_TYPES or (metric.type is MetricType.prometheus and metric.per_replica):
+        return value / ready, f"{_fmt(value)} over {ready} ready replicas"
+    return value, ""
+
+
+def _track_idle(inp: PolicyInput, state: AutoscalerState) -> AutoscalerState:
+    idle = inp.activity is not None and inp.activity <= 0 and inp.ready_replicas > 0
+    if not idle:
+        return replace(state, idle_since=None)
+    return state if state.idle_since is not None else replace(state, idle_since=inp.now)
+
+
+def _from_zero(inp: PolicyInput, state: AutoscalerState, make, floor: int) -> tuple[Decision, AutoscalerState]:
+    if inp.spec.min_replicas > 0:
+        return make(floor, Reason.scaled_up, f"below minReplicas {inp.spec.min_replicas}"), state
+    wake = inp.wake
+    woken_by = None
+    if wake.annotation is not None and wake.annotation != state.wake_token:
+        woken_by = f"annotation {WAKE_ANNOTATION}={wake.annotation!r}"
+    elif wake.activation_value is not None and not math.isnan(wake.activation_value) and wake.activation_value > 0:
+        woken_by = f"activationQuery = {_fmt(wake.activation_value)}"
+    else:
+        demand = [
+            s for s in inp.samples
+            if s.status is SampleStatus.ok and s.value is not None and not math.isnan(s.value) and s.value > 0
+            and (s.age_seconds is None or s.age_seconds <= inp.spec.behavior.metrics_max_age_seconds)
+        ]
+        if demand:
+            woken_by = f"{demand[0].metric.type.value} = {_fmt(demand[0].value)}"
+    if woken_by is None:
+        return make(
+            0,
+            Reason.idle_scale_to_zero,
+            f"at zero; wakes when annotation {WAKE_ANNOTATION} gets a new value or activationQuery is > 0",
+        ), state
+    return make(1, Reason.scaled_up, f"woken from zero by {woken_by}"), replace(state, idle_since=None, recommendations=())
+
+
+def _starting_message(inp: PolicyInput, recommendation: Optional[int] = None) -> str:
+    message = f"waiting for {inp.starting_replicas} starting replicas"
+    if recommendation is not None:
+        message += f" before scaling up again (recommendation {recommendation})"
+    return message
+
+
+def _problems(details: tuple[MetricDetail, ...]) -> str:
+    return "; ".join(f"{d.name}: {d.status} ({d.note})" for d in details)
+
+
+def _fmt(value: Optional[float]) -> str:
+    return "none" if value is None else f"{value:.3g}"
+
+
+def _round(value: Optional[float]) -> Optional[float]:
+    if value is None or math.isnan(value) or math.isinf(value):
+        return None
+    return round(value, 4)
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

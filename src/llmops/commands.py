@@ -1,0 +1,102 @@
+"""Offline commands (render, validate, crds) and `run`, the operator itself."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from llmops.cli import UserError
+from llmops.validation import InvalidManifest, load_documents, validate_manifest
+
+
+def _read_manifests(path: str) -> list:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from None
+    documents = load_documents(text, source=path)
+    if not documents:
+        raise UserError(f"{path}: no LLMDeployment found (the file is empty)")
+    return documents
+
+
+def _label(doc: object, index: int) -> str:
+    if isinstance(doc, dict):
+        name = (doc.get("metadata") or {}).get("name")
+        if name:
+            return f"{doc.get('kind', 'object')}/{name}"
+    return f"document {index + 1}"
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    try:
+        documents = _read_manifests(args.file)
+    except InvalidManifest as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    failed = False
+    for index, doc in enumerate(documents):
+        try:
+            validate_manifest(doc)
+            print(f"{_label(doc, index)}: valid")
+        except InvalidManifest as exc:
+            failed = True
+            for problem in exc.problems:
+                print(f"{_label(doc, index)}: {problem}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from llmops.reconcile import resolve_sharding
+    from llmops.render import ClusterCapabilities, render_children
+
+    try:
+        deployments = [validate_manifest(doc) for doc in _read_manifests(args.file)]
+    except InvalidManifest as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    caps = ClusterCapabilities(pdb_api_version=args.pdb_api_version)
+    children = [c for d in deployments for c in render_children(d, resolve_sharding(d), caps)]
+    yaml.safe_dump_all(children, sys.stdout, sort_keys=False)
+    return 0
+
+
+def cmd_crds(args: argparse.Namespace) -> int:
+    from llmops.crd import crd_yaml
+
+    sys.stdout.write(crd_yaml())
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from llmops.operator_main import run_operator
+
+    return run_operator(args)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("validate", help="check LLMDeployment manifests offline")
+    p.add_argument("-f", "--file", required=True, help="manifest file ('-' for stdin)")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("render", help="print the Kubernetes objects an LLMDeployment becomes")
+    p.add_argument("-f", "--file", required=True, help="manifest file ('-' for stdin)")
+    p.add_argument("--pdb-api-version", default="policy/v1", choices=["policy/v1", "policy/v1beta1"])
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("crds", help="print the LLMDeployment CustomResourceDefinition")
+    p.set_defaults(func=cmd_crds)
+
+    p = sub.add_parser("run", help="run the operator")
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG)")
+    p.add_argument("-n", "--namespace", action="append", help="watch only these namespaces (repeatable)")
+    p.add_argument("--metrics-port", type=int, default=8080, help="port for the operator's /metrics")
+    p.add_argument("--health-port", type=int, default=8081, help="port for /healthz (0 disables)")
+    p.add_argument("--prometheus-url", help="Prometheus base URL the autoscaler queries")
+    p.add_argument("--verbose", action="store_true")
+    p.set_defaults(func=cmd_run)

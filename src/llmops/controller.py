@@ -1,0 +1,111 @@
+"""Kopf wiring. Handlers stay thin: each one calls `reconcile` or `refresh_status`.
+
+Triggers: create / resume / spec change and a periodic drift check on the LLMDeployment,
+plus events of the children we own (a Deployment or Service deleted by hand is recreated;
+pod readiness changes refresh status promptly).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import kopf
+
+from llmops import metrics
+from llmops.api.v1alpha1 import GROUP, PLURAL, VERSION
+from llmops.kube import Kube, load_api_client
+from llmops.reconcile import Note, reconcile, refresh_status
+from llmops.render.meta import DEPLOYMENT_LABEL, MANAGED_BY
+
+DRIFT_CHECK_SECONDS = 60
+OWNED = {"app.kubernetes.io/managed-by": MANAGED_BY}
+ANNOTATION_PREFIX = GROUP
+
+# Set by `llmops run` before kopf starts.
+KUBECONFIG: str | None = None
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    # Explicit watch timeouts: a silently dead watch connection must not freeze the operator.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 60
+    settings.posting.level = logging.WARNING  # our own Events say what happened
+    settings.execution.max_workers = 16
+    memo.kube = Kube(load_api_client(KUBECONFIG))
+    memo.capabilities = memo.kube.discover_capabilities()
+    logging.getLogger(__name__).info("cluster capabilities: %s", memo.capabilities)
+
+
+def _post(body: Any, notes: list[Note]) -> None:
+    for note in notes:
+        (kopf.warn if note.type == "Warning" else kopf.info)(body, reason=note.reason, message=note.message)
+
+
+def _reconcile(body: kopf.Body, memo: kopf.Memo, trigger: str) -> None:
+    started = time.perf_counter()
+    try:
+        outcome = reconcile(memo.kube, dict(body), memo.capabilities)
+    except Exception:
+        metrics.RECONCILE_ERRORS.labels(trigger).inc()
+        raise
+    finally:
+        metrics.RECONCILE_SECONDS.labels(trigger).observe(time.perf_counter() - started)
+        metrics.RECONCILES.labels(trigger).inc()
+    _post(body, outcome.notes)
+    metrics.record_replicas(body["metadata"]["namespace"], body["metadata"]["name"], body["spec"], outcome.status)
+    if outcome.invalid:
+        raise kopf.PermanentError(outcome.invalid)
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+def on_spec(body: kopf.Body, memo: kopf.Memo, reason: str, **_: Any) -> None:
+    _reconcile(body, memo, str(reason))
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_CHECK_SECONDS, initial_delay=DRIFT_CHECK_SECONDS)
+def drift_check(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _reconcile(body, memo, "drift")
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
+def on_delete(name: str, namespace: str, **_: Any) -> None:
+    # Owner references garbage-collect the children; nothing to do, and `optional`
+    # means no finalizer is added, so deletion can never get stuck on us.
+    metrics.forget(namespace, name)
+
+
+def _owner_of(labels: dict[str, str]) -> str | None:
+    return labels.get(DEPLOYMENT_LABEL)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=OWNED)
+@kopf.on.event("", "v1", "services", labels=OWNED)
+def on_child(event: dict[str, Any], labels: dict[str, str], namespace: str, memo: kopf.Memo, **_: Any) -> None:
+    owner = _owner_of(labels)
+    if not owner:
+        return
+    if event.get("type") == "DELETED":
+        body = memo.kube.get_llmdeployment(owner, namespace)
+        if body and not body["metadata"].get("deletionTimestamp"):
+            _reconcile(kopf.Body(body), memo, "child-deleted")
+        return
+    refresh_status(memo.kube, owner, namespace)
+
+
+@kopf.on.event("", "v1", "pods", labels=OWNED)
+def on_pod(labels: dict[str, str], namespace: str, memo: kopf.Memo, **_: Any) -> None:
+    owner = _owner_of(labels)
+    if owner:
+        refresh_status(memo.kube, owner, namespace)

@@ -1,0 +1,117 @@
+"""The ONLY place that talks to the Kubernetes API (official client, dynamic + core).
+
+Everything here is a thin verb: apply with our field manager, get, list, patch status or
+replicas, discover what the cluster supports. Decisions live elsewhere.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from kubernetes import client, config
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+
+from llmops.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from llmops.render.context import ClusterCapabilities
+from llmops.render.meta import FIELD_MANAGER
+
+
+def load_api_client(kubeconfig: Optional[str] = None) -> client.ApiClient:
+    """In-cluster credentials when running as a pod, else the kubeconfig."""
+    if kubeconfig is None:
+        try:
+            config.load_incluster_config()
+            return client.ApiClient()
+        except config.ConfigException:
+            pass
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+    return client.ApiClient(cfg)
+
+
+@dataclass
+class Kube:
+    api: client.ApiClient
+
+    @functools.cached_property
+    def dynamic(self) -> DynamicClient:
+        return DynamicClient(self.api)
+
+    @functools.cached_property
+    def _resource_lock(self) -> threading.Lock:
+        return threading.Lock()
+
+    def _resource(self, api_version: str, kind: str):
+        with self._resource_lock:  # discovery cache is not thread-safe while it fills
+            return self.dynamic.resources.get(api_version=api_version, kind=kind)
+
+    # -- generic verbs -------------------------------------------------------------
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply with our field manager; we own every field we render."""
+        resource = self._resource(obj["apiVersion"], obj["kind"])
+        result = self.dynamic.server_side_apply(
+            resource,
+            body=obj,
+            name=obj["metadata"]["name"],
+            namespace=obj["metadata"].get("namespace"),
+            field_manager=FIELD_MANAGER,
+            force_conflicts=True,
+        )
+        return result.to_dict()
+
+    def get(self, api_version: str, kind: str, name: str, namespace: Optional[str]) -> Optional[dict[str, Any]]:
+        try:
+            return self._resource(api_version, kind).get(name=name, namespace=namespace).to_dict()
+        except NotFoundError:
+            return None
+
+    def list(self, api_version: str, kind: str, namespace: Optional[str], selector: str = "") -> list[dict[str, Any]]:
+        result = self._resource(api_version, kind).get(namespace=namespace, label_selector=selector)
+        return [item.to_dict() for item in result.items]
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: Optional[str]) -> None:
+        try:
+            self._resource(api_version, kind).delete(name=name, namespace=namespace)
+        except NotFoundError:
+            pass
+
+    # -- LLMDeployment verbs ------------------------------------------------------------
+
+    def get_llmdeployment(self, name: str, namespace: str) -> Optional[dict[str, Any]]:
+        return self.get(API_VERSION, KIND, name, namespace)
+
+    def patch_llmdeployment_status(self, name: str, namespace: str, status: dict[str, Any]) -> None:
+        client.CustomObjectsApi(self.api).patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, {"status": status}
+        )
+
+    def scale_llmdeployment(self, name: str, namespace: str, replicas: int) -> None:
+        """Write spec.replicas through the /scale subresource, as any autoscaler would."""
+        client.CustomObjectsApi(self.api).patch_namespaced_custom_object_scale(
+            GROUP, VERSION, namespace, PLURAL, name, {"spec": {"replicas": replicas}}
+        )
+
+    def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        pods = client.CoreV1Api(self.api).list_namespaced_pod(namespace, label_selector=selector)
+        return [self.api.sanitize_for_serialization(p) for p in pods.items]
+
+    # -- discovery ----------------------------------------------------------------------
+
+    def discover_capabilities(self) -> ClusterCapabilities:
+        return ClusterCapabilities(
+            pdb_api_version="policy/v1" if self._served("policy/v1", "PodDisruptionBudget") else "policy/v1beta1",
+            leader_worker_set=self._served("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"),
+            pod_monitor=self._served("monitoring.coreos.com/v1", "PodMonitor"),
+        )
+
+    def _served(self, api_version: str, kind: str) -> bool:
+        try:
+            self._resource(api_version, kind)
+            return True
+        except ResourceNotFoundError:
+            return False

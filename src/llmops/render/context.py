@@ -1,0 +1,32 @@
+"""What rendering needs besides the LLMDeployment: facts about the cluster and the sharding
+actually chosen. Plain values, so rendering stays pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ClusterCapabilities:
+    """API versions and optional CRDs found by discovery (see kube.discover_capabilities)."""
+
+    pdb_api_version: str = "policy/v1"  # policy/v1beta1 before Kubernetes 1.21
+    leader_worker_set: bool = False
+    pod_monitor: bool = False
+
+
+@dataclass(frozen=True)
+class ResolvedSharding:
+    """Sharding after the planner filled in what the spec left to it."""
+
+    tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
+    nodes_per_replica: int = 1
+
+    @property
+    def gpus_per_replica(self) -> int:
+        return self.tensor_parallel_size * self.pipeline_parallel_size
+
+    @property
+    def gpus_per_node(self) -> int:
+        return self.gpus_per_replica // self.nodes_per_replica

@@ -1,0 +1,103 @@
+"""Image -> host command mapping: what a container "is" in the sandbox (pure)."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from importlib import resources
+from typing import Sequence
+
+import yaml
+
+
+class ImageFileError(ValueError):
+    pass
+
+
+class UnknownImage(LookupError):
+    """No rule maps this image; the pod shows ErrImagePull with this message."""
+
+
+@dataclass(frozen=True)
+class ImageRule:
+    pattern: str
+    command: tuple[str, ...]
+    strip_prefixes: tuple[tuple[str, ...], ...] = ()
+    use_container_command: bool = False
+
+
+def default_images_text() -> str:
+    return resources.files("llmops.sandbox").joinpath("images.yaml").read_text()
+
+
+def parse_images(text: str) -> list[ImageRule]:
+    try:
+        doc = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ImageFileError(f"not valid YAML: {exc}") from exc
+    entries = doc.get("images") if isinstance(doc, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise ImageFileError("images: must be a non-empty list of {image, command}")
+    rules = []
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict) or not isinstance(e.get("image"), str):
+            raise ImageFileError(f"images[{i}].image: must be a string pattern such as 'vllm/vllm-openai:*'")
+        use_cmd = bool(e.get("useContainerCommand", False))
+        command = e.get("command") or []
+        if not use_cmd and (not isinstance(command, list) or not command):
+            raise ImageFileError(f"images[{i}].command: must be a non-empty list (or set useContainerCommand: true)")
+        rules.append(ImageRule(
+            pattern=e["image"],
+            command=tuple(str(c) for c in command),
+            strip_prefixes=tuple(tuple(str(x) for x in p) for p in e.get("stripPrefixes") or ()),
+            use_container_command=use_cmd,
+        ))
+    return rules
+
+
+def normalize_image(image: str) -> str:
+    """Drop a default registry and add the implicit :latest tag, so rules stay short."""
+    for prefix in ("docker.io/library/", "docker.io/", "index.docker.io/"):
+        if image.startswith(prefix):
+            image = image[len(prefix):]
+            break
+    name = image.split("@", 1)[0]
+    if ":" not in name.rsplit("/", 1)[-1]:
+        name += ":latest"
+    return name
+
+
+def find_rule(image: str, rules: Sequence[ImageRule]) -> ImageRule:
+    normalized = normalize_image(image)
+    for rule in rules:
+        if fnmatch.fnmatchcase(normalized, rule.pattern):
+            return rule
+    raise UnknownImage(
+        f'image "{image}" is not known to the llmops sandbox (no rule in the images file matches '
+        f'"{normalized}"); add a rule to images.yaml or pass --images FILE to `llmops sandbox up`'
+    )
+
+
+def strip_prefix(argv: Sequence[str], prefixes: Sequence[Sequence[str]]) -> list[str]:
+    for prefix in prefixes:
+        if list(argv[: len(prefix)]) == list(prefix):
+            return list(argv[len(prefix):])
+    return list(argv)
+
+
+def container_argv(
+    image: str,
+    command: Sequence[str] | None,
+    args: Sequence[str] | None,
+    rules: Sequence[ImageRule],
+    python: str,
+) -> list[str]:
+    """The host argv standing in for a container (command/args already $(VAR)-expanded)."""
+    rule = find_rule(image, rules)
+    given = list(command or []) + list(args or [])
+    if rule.use_container_command:
+        if not given:
+            raise UnknownImage(f'image "{image}" runs the container command, but the container has none')
+        return given
+    base = [python if part == "{python}" else part for part in rule.command]
+    return base + strip_prefix(given, rule.strip_prefixes)

@@ -1,0 +1,52 @@
+"""`llmops sim serve ...`: run the vLLM simulator with `vllm serve`'s command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from llmops.sim import config as sim_config
+
+USAGE = """usage: llmops sim serve [MODEL] [--model M] [--served-model-name NAME ...] [--host H] [--port P]
+                        [--tensor-parallel-size N] [--pipeline-parallel-size N] [--quantization Q]
+                        [--max-model-len N] [--max-num-seqs N] [--max-num-batched-tokens N]
+                        [--gpu-memory-utilization F] [--dtype D] [--kv-cache-dtype D] [other vllm flags]
+
+Behaves like `vllm serve` from the outside. Other vLLM flags are accepted and ignored (logged).
+Simulator knobs come from the environment so the same pod spec runs real vLLM:
+""" + "\n".join(f"  {name:<28} {doc}" for name, doc in sim_config.ENV_DOC.items())
+
+
+def register(subparsers) -> None:
+    sim = subparsers.add_parser("sim", help="vLLM simulator")
+    sim_sub = sim.add_subparsers(dest="sim_command", metavar="SUBCOMMAND")
+    sim_sub.required = True
+    # prefix_chars="+" so argparse hands every vLLM flag through untouched.
+    serve = sim_sub.add_parser("serve", help="serve a simulated vLLM OpenAI-compatible API",
+                               prefix_chars="+", add_help=False)
+    serve.add_argument("vllm_args", nargs=argparse.REMAINDER)
+    serve.set_defaults(func=_serve)
+
+
+def _serve(args) -> int:
+    from llmops.cli import UserError
+    from llmops.sim import server
+
+    if any(a in ("-h", "--help") for a in args.vllm_args):
+        print(USAGE)
+        return 0
+    profile_text = None
+    profile_path = os.environ.get("LLMOPS_SIM_PROFILE", "").strip()
+    if profile_path:
+        try:
+            with open(profile_path, encoding="utf-8") as handle:
+                profile_text = handle.read()
+        except OSError as exc:
+            raise UserError(f"LLMOPS_SIM_PROFILE: cannot read {profile_path}: {exc.strerror}; fix: point it at a YAML file")
+    try:
+        config = sim_config.build_config(args.vllm_args, os.environ, profile_text)
+    except sim_config.ConfigError as exc:
+        raise UserError(str(exc)) from None
+    sys.stdout.reconfigure(line_buffering=True)
+    return server.run(config)

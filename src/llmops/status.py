@@ -1,0 +1,167 @@
+"""PURE: what the children report -> the LLMDeployment's status and conditions.
+
+Honesty rules: a rollout in progress is Progressing, not Ready; a pod the scheduler cannot
+place makes the deployment Degraded with the scheduler's own message; a loading pod is
+not capacity. Condition transition times only move when a condition's status changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from llmops.api.v1alpha1 import VLLM_PORT, LLMDeployment
+from llmops.render.context import ResolvedSharding
+from llmops.render.meta import selector_string, service_endpoint
+
+READY, PROGRESSING, DEGRADED = "Ready", "Progressing", "Degraded"
+# Containers in these waiting states will not recover without a change.
+BROKEN_WAITING_REASONS = {
+    "CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "InvalidImageName",
+    "CreateContainerConfigError", "CreateContainerError", "RunContainerError",
+}
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the cluster reports about one LLMDeployment's children."""
+
+    workload: Optional[dict[str, Any]] = None      # the child Deployment, if it exists
+    pods: list[dict[str, Any]] = field(default_factory=list)
+    error: Optional[str] = None                    # e.g. the spec was refused
+
+
+@dataclass(frozen=True)
+class _Cond:
+    status: str
+    reason: str
+    message: str
+
+
+def _pod_problem(pod: dict[str, Any]) -> Optional[tuple[str, str]]:
+    """(reason, message) when a pod is stuck in a way a person must look at."""
+    name = pod.get("metadata", {}).get("name", "?")
+    status = pod.get("status", {})
+    for cond in status.get("conditions", []) or []:
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+            return "Unschedulable", f"pod {name}: {cond.get('message') or cond.get('reason')}"
+    for cs in status.get("containerStatuses", []) or []:
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in BROKEN_WAITING_REASONS:
+            detail = waiting.get("message") or waiting["reason"]
+            return waiting["reason"], f"pod {name} container {cs.get('name')}: {detail}"
+    if status.get("phase") == "Failed":
+        return "PodFailed", f"pod {name} failed: {status.get('message') or status.get('reason') or 'exited'}"
+    return None
+
+
+def _workload_counts(workload: dict[str, Any], generation: int) -> dict[str, int | bool]:
+    spec, status = workload.get("spec", {}), workload.get("status", {}) or {}
+    return {
+        "desired": spec.get("replicas", 0),
+        "replicas": status.get("replicas", 0) or 0,
+        "ready": status.get("readyReplicas", 0) or 0,
+        "updated": status.get("updatedReplicas", 0) or 0,
+        "current_generation": (status.get("observedGeneration") or 0) >= (workload["metadata"].get("generation") or 0),
+    }
+
+
+def _conditions(d: LLMDeployment, observed: Observed) -> tuple[str, dict[str, _Cond], dict[str, int]]:
+    """(phase, conditions by type, replica counts)."""
+    desired = d.spec.replicas
+    if observed.error:
+        return "Failed", {
+            READY: _Cond("False", "InvalidSpec", observed.error),
+            PROGRESSING: _Cond("False", "InvalidSpec", "fix the spec; nothing was changed"),
+            DEGRADED: _Cond("True", "InvalidSpec", observed.error),
+        }, {"replicas": 0, "ready": 0, "updated": 0}
+    if observed.workload is None:
+        return "Pending", {
+            READY: _Cond("False", "Creating", "the serving workload does not exist yet"),
+            PROGRESSING: _Cond("True", "Creating", "creating the serving workload"),
+            DEGRADED: _Cond("False", "AsExpected", ""),
+        }, {"replicas": 0, "ready": 0, "updated": 0}
+
+    counts = _workload_counts(observed.workload, 0)
+    ready, updated, replicas = int(counts["ready"]), int(counts["updated"]), int(counts["replicas"])
+    problems = [p for p in map(_pod_problem, observed.pods) if p]
+    rolled_out = bool(counts["current_generation"]) and updated >= desired and replicas == desired
+    settled = rolled_out and ready >= desired and counts["desired"] == desired
+
+    if problems:
+        reason, message = problems[0]
+        more = f" (and {len(problems) - 1} more pods)" if len(problems) > 1 else ""
+        degraded = _Cond("True", reason, message + more)
+    else:
+        degraded = _Cond("False", "AsExpected", "")
+
+    counts_text = f"{ready}/{desired} replicas ready, {updated}/{desired} updated"
+    if settled:
+        progressing = _Cond("False", "RolloutComplete", counts_text)
+    elif not counts["current_generation"] or updated < desired:
+        progressing = _Cond("True", "RollingOut", counts_text)
+    elif replicas > desired:
+        progressing = _Cond("True", "ScalingDown", counts_text)
+    else:
+        progressing = _Cond("True", "WaitingForReplicas", counts_text + " (loading models counts as not ready)")
+
+    if desired == 0:
+        ready_cond = _Cond("False", "ScaledToZero", "0 replicas requested; no pod is serving")
+        phase = "ScaledToZero" if replicas == 0 else "Progressing"
+    elif settled:
+        ready_cond = _Cond("True", "AllReplicasReady", counts_text)
+        phase = "Ready"
+    elif ready > 0:
+        ready_cond = _Cond("True", "PartiallyReady", counts_text)
+        phase = "Degraded" if problems else "Progressing"
+    else:
+        ready_cond = _Cond("False", "NoReplicasReady", counts_text)
+        phase = "Degraded" if problems else "Progressing"
+    return phase, {READY: ready_cond, PROGRESSING: progressing, DEGRADED: degraded}, {
+        "replicas": replicas, "ready": ready, "updated": updated,
+    }
+
+
+def _merge_condition(previous: dict[str, Any] | None, ctype: str, cond: _Cond, now: str, generation: int) -> dict[str, Any]:
+    unchanged = previous is not None and previous.get("status") == cond.status
+    return {
+        "type": ctype,
+        "status": cond.status,
+        "reason": cond.reason,
+        "message": cond.message,
+        "lastTransitionTime": previous.get("lastTransitionTime", now) if unchanged and previous else now,
+        "observedGeneration": generation,
+    }
+
+
+def compute_status(
+    d: LLMDeployment,
+    observed: Observed,
+    sharding: ResolvedSharding,
+    previous: dict[str, Any] | None,
+    now: str,
+) -> dict[str, Any]:
+    """The full status object to write. `now` is an RFC 3339 timestamp supplied by the caller."""
+    previous = previous or {}
+    generation = d.metadata.generation or 0
+    phase, conditions, counts = _conditions(d, observed)
+    old = {c.get("type"): c for c in previous.get("conditions", []) or []}
+    status: dict[str, Any] = {
+        "observedGeneration": generation,
+        "phase": phase,
+        "conditions": [_merge_condition(old.get(t), t, c, now, generation) for t, c in conditions.items()],
+        "replicas": counts["replicas"],
+        "readyReplicas": counts["ready"],
+        "updatedReplicas": counts["updated"],
+        "selector": selector_string(d),
+        "endpoint": service_endpoint(d, VLLM_PORT),
+        "tensorParallelSize": sharding.tensor_parallel_size,
+        "pipelineParallelSize": sharding.pipeline_parallel_size,
+    }
+    if "autoscaling" in previous:  # owned by the autoscaler; keep it
+        status["autoscaling"] = previous["autoscaling"]
+    return status
+
+
+def status_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    return any((old or {}).get(k) != v for k, v in new.items())

@@ -1,0 +1,90 @@
+"""Turning user input into an LLMDeployment, or into problems that name the field and the fix.
+
+The CLI (`llmops validate`), the admission webhook and the operator all call
+`validate_manifest`, so a manifest is judged the same way everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import yaml
+from pydantic import ValidationError
+
+from llmops.api.v1alpha1 import LLMDeployment
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str     # dotted wire path, e.g. spec.sharding.tensorParallelSize
+    message: str  # what is wrong and how to fix it
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class InvalidManifest(Exception):
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("; ".join(str(p) for p in problems))
+
+
+# Checks beyond the schema (e.g. the fit planner) register here; each returns problems.
+SemanticCheck = Callable[[LLMDeployment], Iterable[Problem]]
+SEMANTIC_CHECKS: list[SemanticCheck] = []
+
+
+def _wire_path(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        else:
+            parts.append(str(item))
+    return ".".join(parts)
+
+
+def _friendly(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown field; check the spelling against `kubectl explain llmd.spec` (fields are camelCase)"
+    if kind == "missing":
+        return "required field is missing"
+    message = error["msg"]
+    # pydantic prefixes custom validator messages with "Value error, ".
+    return message.removeprefix("Value error, ")
+
+
+def problems_from_validation_error(exc: ValidationError) -> list[Problem]:
+    return [Problem(_wire_path(err["loc"]), _friendly(err)) for err in exc.errors()]
+
+
+def parse_manifest(document: Any) -> LLMDeployment:
+    """Schema-validate one decoded manifest; raises InvalidManifest."""
+    if not isinstance(document, dict):
+        raise InvalidManifest([Problem("", "the document is not a mapping; expected an LLMDeployment object")])
+    try:
+        return LLMDeployment.model_validate(document)
+    except ValidationError as exc:
+        raise InvalidManifest(problems_from_validation_error(exc)) from None
+
+
+def validate_manifest(document: Any) -> LLMDeployment:
+    """Schema plus semantic checks; raises InvalidManifest listing every problem."""
+    deployment = parse_manifest(document)
+    problems = [p for check in SEMANTIC_CHECKS for p in check(deployment)]
+    if problems:
+        raise InvalidManifest(problems)
+    return deployment
+
+
+def load_documents(text: str, source: str = "input") -> list[Any]:
+    """Decode a YAML stream; a syntax error becomes one line naming the place."""
+    try:
+        return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise InvalidManifest([Problem("", f"{where}: invalid YAML: {problem}")]) from None

@@ -1,0 +1,128 @@
+"""Rendering: golden files for representative manifests plus the rules that matter."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llmops.render import ClusterCapabilities, ResolvedSharding, render_children
+from llmops.validation import validate_manifest
+
+DATA = Path(__file__).parent / "data" / "render"
+GOLDEN = Path(__file__).parent / "golden"
+UPDATE = os.environ.get("LLMOPS_UPDATE_GOLDEN") == "1"
+
+
+def load(name: str):
+    return validate_manifest(yaml.safe_load((DATA / name).read_text()))
+
+
+def by_kind(children):
+    return {c["kind"]: c for c in children}
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in DATA.glob("*.yaml")))
+def test_render_matches_golden(name):
+    d = load(name)
+    s = d.spec.sharding
+    rendered = yaml.safe_dump_all(
+        render_children(d, ResolvedSharding(s.tensor_parallel_size or 1, s.pipeline_parallel_size or 1)),
+        sort_keys=False,
+    )
+    golden = GOLDEN / name
+    if UPDATE or not golden.exists():
+        golden.write_text(rendered)
+        if not UPDATE:
+            pytest.fail(f"golden file {golden} was missing and has been written; review and commit it")
+    assert rendered == golden.read_text(), f"rendering of {name} changed; LLMOPS_UPDATE_GOLDEN=1 to accept"
+
+
+def test_gpu_count_is_tp_times_pp_and_args_carry_sharding():
+    d = load("s3-fp8-tp4.yaml")
+    children = by_kind(render_children(d, ResolvedSharding(4, 2)))
+    container = children["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 8
+    args = container["args"]
+    assert args[args.index("--tensor-parallel-size") + 1] == "4"
+    assert args[args.index("--pipeline-parallel-size") + 1] == "2"
+    assert args[args.index("--quantization") + 1] == "fp8"
+    assert args[args.index("--model") + 1] == "s3://weights/llama-3.1-70b-instruct"
+    assert args[args.index("--load-format") + 1] == "runai_streamer"
+    assert args[-2:] == ["--enable-prefix-caching", "--max-num-batched-tokens=8192"]
+
+
+def test_placement_reaches_pod_spec_unchanged_plus_profile_extras():
+    d = load("edge-pvc.yaml")
+    pod = by_kind(render_children(d))["Deployment"]["spec"]["template"]["spec"]
+    assert pod["affinity"] == d.spec.placement.affinity
+    assert pod["topologySpreadConstraints"] == d.spec.placement.topology_spread_constraints
+    assert pod["nodeSelector"] == {
+        "topology.kubernetes.io/zone": "store-17",
+        "nvidia.com/gpu.product": "NVIDIA-L4",
+        "llmops.io/edge": "true",
+    }
+    assert {"key": "llmops.io/edge", "operator": "Equal", "value": "true", "effect": "NoSchedule"} in pod["tolerations"]
+
+
+def test_pvc_source_is_mounted_read_only_and_passed_as_path():
+    d = load("edge-pvc.yaml")
+    pod = by_kind(render_children(d))["Deployment"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["args"][container["args"].index("--model") + 1] == "/models/models/phi-3-mini"
+    assert {"name": "model", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}} in pod["volumes"]
+    assert {"name": "model", "mountPath": "/models/models", "readOnly": True} in container["volumeMounts"]
+
+
+def test_children_are_owned_and_labelled():
+    d = load("minimal.yaml")
+    for child in render_children(d):
+        meta = child["metadata"]
+        assert meta["ownerReferences"] == [{
+            "apiVersion": "llmops.io/v1alpha1", "kind": "LLMDeployment", "name": "qwen-small",
+            "uid": "00000000-0000-0000-0000-000000000001", "controller": True, "blockOwnerDeletion": True,
+        }]
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "llmops"
+        assert meta["labels"]["app.kubernetes.io/instance"] == "qwen-small"
+        assert meta["namespace"] == "default"
+
+
+def test_replicas_come_from_the_custom_resource_and_rollout_never_surges():
+    d = load("edge-pvc.yaml")
+    spec = by_kind(render_children(d))["Deployment"]["spec"]
+    assert spec["replicas"] == 2
+    assert spec["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+
+
+def test_probes_are_patient_for_model_loading():
+    d = load("edge-pvc.yaml")  # startupTimeoutSeconds: 600
+    container = by_kind(render_children(d))["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] == 600
+    assert container["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+
+
+def test_shared_memory_volume_is_memory_backed():
+    pod = by_kind(render_children(load("minimal.yaml")))["Deployment"]["spec"]["template"]["spec"]
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory"}} in pod["volumes"]
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in pod["containers"][0]["volumeMounts"]
+
+
+def test_pdb_api_version_follows_discovery():
+    d = load("minimal.yaml")
+    old = by_kind(render_children(d, capabilities=ClusterCapabilities(pdb_api_version="policy/v1beta1")))
+    assert old["PodDisruptionBudget"]["apiVersion"] == "policy/v1beta1"
+    assert by_kind(render_children(d))["PodDisruptionBudget"]["apiVersion"] == "policy/v1"
+
+
+def test_service_serves_port_8000_named_http():
+    svc = by_kind(render_children(load("minimal.yaml")))["Service"]
+    assert svc["spec"]["ports"] == [{"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP"}]
+    assert svc["spec"]["selector"] == {"app.kubernetes.io/name": "llmops-vllm", "app.kubernetes.io/instance": "qwen-small"}
+
+
+def test_rendering_is_pure_and_repeatable():
+    d = load("s3-fp8-tp4.yaml")
+    assert render_children(d) == render_children(d)
