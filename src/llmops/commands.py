@@ -98,5 +98,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics-port", type=int, default=8080, help="port for the operator's /metrics")
     p.add_argument("--health-port", type=int, default=8081, help="port for /healthz (0 disables)")
     p.add_argument("--prometheus-url", help="Prometheus base URL the autoscaler queries")
+    p.add_argument("--webhook-port", type=int, default=0,
+                   help="serve the validating admission webhook (HTTPS) on this port; 0 (default) = no webhook")
+    p.add_argument("--webhook-cert-dir",
+                   help="directory with the webhook's tls.crt and tls.key (required with --webhook-port)")
+    p.add_argument("--webhook-addr", default="0.0.0.0", help="address the webhook server listens on")
     p.add_argument("--verbose", action="store_true")
     p.set_defaults(func=cmd_run)

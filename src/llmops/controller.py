@@ -46,6 +46,25 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     logging.getLogger(__name__).info("cluster capabilities: %s", memo.capabilities)
 
 
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """Credentials from the same loader kube.py uses (in-cluster, else --kubeconfig), so
+    Kopf and our client always talk to the same cluster as the same user."""
+    cfg = load_api_client(KUBECONFIG).configuration
+    if cfg.refresh_api_key_hook:  # in-cluster: re-reads the rotated token file
+        cfg.refresh_api_key_hook(cfg)
+    token = (cfg.api_key.get("authorization") or cfg.api_key.get("BearerToken") or "").split(" ", 1)[-1] or None
+    return kopf.ConnectionInfo(
+        server=cfg.host,
+        ca_path=cfg.ssl_ca_cert,
+        insecure=not cfg.verify_ssl,
+        scheme="Bearer" if token else None,
+        token=token,
+        certificate_path=cfg.cert_file,
+        private_key_path=cfg.key_file,
+    )
+
+
 def _post(body: Any, notes: list[Note]) -> None:
     for note in notes:
         (kopf.warn if note.type == "Warning" else kopf.info)(body, reason=note.reason, message=note.message)
@@ -67,9 +86,9 @@ def _reconcile(body: kopf.Body, memo: kopf.Memo, trigger: str) -> None:
         raise kopf.PermanentError(outcome.invalid)
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+@kopf.on.resume(GROUP, VERSION, PLURAL, backoff=10)
+@kopf.on.create(GROUP, VERSION, PLURAL, backoff=10)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec", backoff=10)
 def on_spec(body: kopf.Body, memo: kopf.Memo, reason: str, **_: Any) -> None:
     _reconcile(body, memo, str(reason))
 

@@ -6,11 +6,13 @@ import argparse
 import asyncio
 import logging
 import os
+from pathlib import Path
 
 import kopf
 from prometheus_client import start_http_server
 
 from llmops import controller
+from llmops.cli import UserError
 
 
 def run_operator(args: argparse.Namespace) -> int:
@@ -23,6 +25,7 @@ def run_operator(args: argparse.Namespace) -> int:
     controller.KUBECONFIG = args.kubeconfig
     if args.prometheus_url:
         controller.PROMETHEUS_URL = args.prometheus_url
+    _enable_webhook(args)
     if args.metrics_port:
         start_http_server(args.metrics_port)
     liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
@@ -35,3 +38,22 @@ def run_operator(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def _enable_webhook(args: argparse.Namespace) -> None:
+    """Start the admission webhook only when asked: without it the operator runs as before."""
+    port = getattr(args, "webhook_port", 0) or 0
+    cert_dir = getattr(args, "webhook_cert_dir", None)
+    if not port:
+        if cert_dir:
+            raise UserError("--webhook-cert-dir given without --webhook-port; fix: add --webhook-port 9443")
+        return
+    if not cert_dir:
+        raise UserError("--webhook-port needs --webhook-cert-dir (a directory with tls.crt and tls.key)")
+    from llmops import webhook
+
+    options = webhook.WebhookOptions(port=port, cert_dir=Path(cert_dir), addr=args.webhook_addr)
+    missing = webhook.check_cert_dir(options)
+    if missing:
+        raise UserError("; ".join(missing))
+    webhook.enable(options)

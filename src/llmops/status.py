@@ -55,7 +55,7 @@ def _pod_problem(pod: dict[str, Any]) -> Optional[tuple[str, str]]:
     return None
 
 
-def _workload_counts(workload: dict[str, Any], generation: int) -> dict[str, int | bool]:
+def _workload_counts(workload: dict[str, Any]) -> dict[str, int | bool]:
     spec, status = workload.get("spec", {}), workload.get("status", {}) or {}
     return {
         "desired": spec.get("replicas", 0),
@@ -79,10 +79,10 @@ def _conditions(d: LLMDeployment, observed: Observed) -> tuple[str, dict[str, _C
         return "Pending", {
             READY: _Cond("False", "Creating", "the serving workload does not exist yet"),
             PROGRESSING: _Cond("True", "Creating", "creating the serving workload"),
-            DEGRADED: _Cond("False", "AsExpected", ""),
+            DEGRADED: _Cond("False", "AsExpected", "no pod reports a problem"),
         }, {"replicas": 0, "ready": 0, "updated": 0}
 
-    counts = _workload_counts(observed.workload, 0)
+    counts = _workload_counts(observed.workload)
     ready, updated, replicas = int(counts["ready"]), int(counts["updated"]), int(counts["replicas"])
     problems = [p for p in map(_pod_problem, observed.pods) if p]
     rolled_out = bool(counts["current_generation"]) and updated >= desired and replicas == desired
@@ -93,7 +93,7 @@ def _conditions(d: LLMDeployment, observed: Observed) -> tuple[str, dict[str, _C
         more = f" (and {len(problems) - 1} more pods)" if len(problems) > 1 else ""
         degraded = _Cond("True", reason, message + more)
     else:
-        degraded = _Cond("False", "AsExpected", "")
+        degraded = _Cond("False", "AsExpected", "no pod reports a problem")
 
     counts_text = f"{ready}/{desired} replicas ready, {updated}/{desired} updated"
     if settled:
@@ -128,7 +128,8 @@ def _merge_condition(previous: dict[str, Any] | None, ctype: str, cond: _Cond, n
         "type": ctype,
         "status": cond.status,
         "reason": cond.reason,
-        "message": cond.message,
+        # Kubernetes 1.20 reads an empty string here as null and refuses the patch.
+        **({"message": cond.message} if cond.message else {}),
         "lastTransitionTime": previous.get("lastTransitionTime", now) if unchanged and previous else now,
         "observedGeneration": generation,
     }

@@ -88,3 +88,14 @@ def load_documents(text: str, source: str = "input") -> list[Any]:
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
         problem = getattr(exc, "problem", None) or str(exc)
         raise InvalidManifest([Problem("", f"{where}: invalid YAML: {problem}")]) from None
+
+
+def _register_builtin_checks() -> None:
+    # The fit planner refuses shapes that cannot work (TP vs heads, GPU capability, memory).
+    from llmops.planner.fit import check_fit
+
+    if check_fit not in SEMANTIC_CHECKS:
+        SEMANTIC_CHECKS.append(check_fit)
+
+
+_register_builtin_checks()

@@ -315,3 +315,25 @@ def test_state_round_trips_through_json_and_history_is_bounded():
 def test_malformed_status_starts_fresh():
     assert AutoscalerState.from_status({"recommendations": "junk", "idleSince": "x"}) == AutoscalerState()
     assert AutoscalerState.from_status(None) == AutoscalerState()
+
+
+def test_overwhelming_burst_scales_up_despite_starting_pods():
+    spec = make_spec(behavior={"panicThreshold": 2, "maxScaleUpStep": 4})
+    # 1 ready + 4 starting; 243 waiting: even over 5 replicas that is 24 per replica vs 2.
+    decision, _ = run(spec, current=5, ready=1, starting=4, samples=ok(spec, 243))
+    assert (decision.desired_replicas, decision.reason) == (9, Reason.scaled_up)
+    assert "even counting 4 starting replicas" in decision.message
+    # 12 waiting over 1 ready is 6x target, but over 5 replicas only 1.2x: wait for them.
+    decision, _ = run(spec, current=5, ready=1, starting=4, samples=ok(spec, 12))
+    assert decision.reason is Reason.waiting_for_starting_pods
+
+
+def test_receding_backlog_gets_no_fast_path():
+    spec = make_spec(behavior={"scaleUpStabilizationSeconds": 60, "panicThreshold": 2})
+    # A cold start left 126 waiting on the first ready replica (recommendation 63); now it drains.
+    fresh = AutoscalerState(recommendations=((T0 - 30, 1), (T0, 63)))
+    decision, _ = run(spec, current=2, samples=ok(spec, 110), now=T0 + 15, state=fresh)  # 55 < 63: receding
+    assert (decision.desired_replicas, decision.reason) == (2, Reason.held_stabilization)
+    growing = AutoscalerState(recommendations=((T0 - 30, 1), (T0, 50)))
+    decision, _ = run(spec, current=2, samples=ok(spec, 110), now=T0 + 15, state=growing)
+    assert (decision.desired_replicas, decision.reason) == (55 - 45, Reason.scaled_up)  # 55 clamped to max 10

@@ -8,11 +8,11 @@ import pytest
 from pydantic import ValidationError
 
 from llmops.api.autoscaling import AutoscalingSpec, MetricTarget
-from llmops.autoscale.detect import INTER_TOKEN_LATENCY_NAMES, KV_CACHE_NAMES, choose
+from llmops.autoscale.detect import INTER_TOKEN_LATENCY_NAMES, KV_CACHE_NAMES, NameDetection, choose, choose_names
 from llmops.autoscale.evaluate import condition_for
 from llmops.autoscale.policy import Decision, Reason
 from llmops.autoscale.prometheus import OutcomeKind, parse_response
-from llmops.autoscale.queries import activity_query, detection_query, metric_queries, selector
+from llmops.autoscale.queries import MetricNames, activity_query, detection_query, metric_queries, selector
 
 SEL = 'namespace="team-a",llmops_deployment="llama"'
 
@@ -50,7 +50,7 @@ def test_custom_query_substitutes_namespace_and_name_but_keeps_braces():
 
 def test_kv_cache_query_uses_detected_name():
     metric = MetricTarget(type="kvCacheUtilization", target=0.8)
-    got = metric_queries(metric, "ns", "d", kv_cache_metric="vllm:gpu_cache_usage_perc").value
+    got = metric_queries(metric, "ns", "d", names=MetricNames(kv_cache="vllm:gpu_cache_usage_perc")).value
     assert "vllm:gpu_cache_usage_perc{" in got
 
 
@@ -59,7 +59,7 @@ def test_selector_escapes_quotes():
 
 
 def test_detection_and_activity_queries():
-    assert detection_query(KV_CACHE_NAMES, "team-a", "llama") == (
+    assert detection_query(KV_CACHE_NAMES[:2], "team-a", "llama") == (
         'count by (__name__) ({__name__=~"vllm:kv_cache_usage_perc|vllm:gpu_cache_usage_perc",' + SEL + "})"
     )
     activity = activity_query("team-a", "llama").value
@@ -75,6 +75,26 @@ def test_choose_prefers_newest_name_and_reports_absence():
     none = choose(INTER_TOKEN_LATENCY_NAMES, set())
     assert not none.detected and none.chosen == "vllm:inter_token_latency_seconds_count"
     assert "assuming" in none.message
+
+
+def test_choose_names_handles_escaped_colons_and_round_trips_through_status():
+    present = {"vllm_num_requests_waiting", "vllm_gpu_cache_usage_perc", "vllm_time_to_first_token_seconds_count",
+               "vllm:num_requests_running"}
+    found = choose_names(present)
+    assert found.names == MetricNames(
+        waiting="vllm_num_requests_waiting",
+        running="vllm:num_requests_running",
+        generation_tokens="vllm:generation_tokens_total",  # not seen: the default, marked undetected
+        ttft="vllm_time_to_first_token_seconds",
+        kv_cache="vllm_gpu_cache_usage_perc",
+    )
+    assert not found.families["generation_tokens"].detected
+    status = found.to_status()
+    assert status["kvCache"]["metric"] == "vllm_gpu_cache_usage_perc"
+    assert NameDetection.from_status(status).names == found.names
+    assert NameDetection.from_status({"kvCache": {"metric": "something-else"}}) is None
+    ttft = metric_queries(MetricTarget(type="timeToFirstToken", target=1), "n", "d", names=found.names)
+    assert "vllm_time_to_first_token_seconds_bucket{" in ttft.value
 
 
 def test_parse_vector_scalar_empty_and_errors():
@@ -122,3 +142,12 @@ def test_invalid_specs_name_the_field_and_the_fix(wire, words):
     text = str(info.value)
     for word in words:
         assert word in text
+
+
+def test_evaluation_due_follows_the_interval():
+    from llmops.autoscale.evaluate import evaluation_due
+
+    autoscaling = AutoscalingSpec.model_validate({"maxReplicas": 3, "behavior": {"evaluationIntervalSeconds": 15}})
+    assert evaluation_due(autoscaling, None, 1000.0)
+    assert not evaluation_due(autoscaling, {"lastEvaluatedAt": 990.0}, 1000.0)
+    assert evaluation_due(autoscaling, {"lastEvaluatedAt": 985.0}, 1000.0)

@@ -44,7 +44,7 @@ def test_gpu_count_is_tp_times_pp_and_args_carry_sharding():
     d = load("s3-fp8-tp4.yaml")
     children = by_kind(render_children(d, ResolvedSharding(4, 2)))
     container = children["Deployment"]["spec"]["template"]["spec"]["containers"][0]
-    assert container["resources"]["limits"]["nvidia.com/gpu"] == 8
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "8"
     args = container["args"]
     assert args[args.index("--tensor-parallel-size") + 1] == "4"
     assert args[args.index("--pipeline-parallel-size") + 1] == "2"

@@ -74,7 +74,12 @@ class AutoscalingBehavior(_Model):
     )
     tolerance: float = Field(default=0.1, ge=0, lt=1, description="Ignore ratios within 1 +/- tolerance.")
     max_scale_up_step: int = Field(default=4, ge=1, le=1000, description="Most replicas added per decision.")
-    max_scale_down_step: int = Field(default=1, ge=1, le=1000, description="Most replicas removed per decision.")
+    max_scale_down_step: int = Field(
+        default=4,
+        ge=1,
+        le=1000,
+        description="Most replicas removed per decision (after the scale-down window has agreed).",
+    )
     panic_threshold: float = Field(
         default=2.0,
         ge=1,

@@ -14,8 +14,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from llmops.api.autoscaling import AutoscalingSpec, MetricType
-from llmops.autoscale.detect import KV_CACHE_NAMES, Detection, detect
+from llmops.api.autoscaling import AutoscalingSpec
+from llmops.autoscale.detect import NameDetection, detect_names
 from llmops.autoscale.policy import (
     AutoscalerState,
     Decision,
@@ -27,7 +27,7 @@ from llmops.autoscale.policy import (
     decide,
 )
 from llmops.autoscale.prometheus import OutcomeKind, PrometheusClient, QueryOutcome
-from llmops.autoscale.queries import MetricQueries, activity_query, metric_queries, substitute
+from llmops.autoscale.queries import MetricNames, MetricQueries, activity_query, metric_queries, substitute
 
 CONDITION_TYPE = "Autoscaling"
 # Decisions taken without usable metrics: the condition turns False so users notice.
@@ -65,20 +65,23 @@ async def evaluate_once(
     wake_annotation: Optional[str] = None,
 ) -> Evaluation:
     state = AutoscalerState.from_status(previous_status)
-    kv_detection = _previous_detection(previous_status)
+    detection = NameDetection.from_status((previous_status or {}).get("metricNames"))
     samples: tuple[MetricSample, ...] = ()
     activity: Optional[float] = None
     activation: Optional[float] = None
 
     if spec.enabled:
-        needs_kv = any(m.type is MetricType.kv_cache_utilization for m in spec.metrics)
-        if needs_kv and replicas.ready > 0:
-            kv_detection = await detect(prometheus, KV_CACHE_NAMES, namespace, name)
-        kv_metric = kv_detection.chosen if kv_detection else KV_CACHE_NAMES[0]
-        plans = [metric_queries(m, namespace, name, kv_cache_metric=kv_metric) for m in spec.metrics]
+        # With no Ready pod there is nothing to detect: keep the names found last time.
+        # If Prometheus does not answer, keep them too rather than forget a good detection.
+        if replicas.ready > 0 or detection is None:
+            fresh = await detect_names(prometheus, namespace, name)
+            if not (fresh.failed and detection is not None):
+                detection = fresh
+        names = detection.names if detection else MetricNames()
+        plans = [metric_queries(m, namespace, name, names=names) for m in spec.metrics]
         extra: list[MetricQueries] = []
         if spec.min_replicas == 0:
-            extra.append(activity_query(namespace, name))
+            extra.append(activity_query(namespace, name, names=names))
         if spec.min_replicas == 0 and replicas.current == 0 and spec.activation_query:
             extra.append(MetricQueries(substitute(spec.activation_query, namespace, name)))
         outcomes = await asyncio.gather(*(_run(prometheus, plan) for plan in plans + extra))
@@ -106,9 +109,16 @@ async def evaluate_once(
         state,
     )
     extra_status: dict[str, Any] = {}
-    if kv_detection is not None:
-        extra_status["kvCacheMetric"] = kv_detection.to_status()
+    if detection is not None:
+        extra_status["metricNames"] = detection.to_status()
     return Evaluation(decision, state, state.to_status(extra_status), condition_for(decision))
+
+
+def evaluation_due(spec: AutoscalingSpec, previous_status: Optional[dict[str, Any]], now: float) -> bool:
+    """For a Kopf timer firing more often than evaluationIntervalSeconds: is a decision due?"""
+    last = AutoscalerState.from_status(previous_status).last_evaluated_at
+    # A small allowance so a timer with the same period as the interval never skips a beat.
+    return last is None or now - last >= spec.behavior.evaluation_interval_seconds - 0.5
 
 
 def condition_for(decision: Decision) -> dict[str, Any]:
@@ -149,10 +159,3 @@ def _fresh_value(value: QueryOutcome, age: Optional[QueryOutcome], max_age: floa
         return None
     result = value.scalar()
     return None if result is None or math.isnan(result) else result
-
-
-def _previous_detection(previous_status: Optional[dict[str, Any]]) -> Optional[Detection]:
-    saved = (previous_status or {}).get("kvCacheMetric")
-    if isinstance(saved, dict) and saved.get("metric") in KV_CACHE_NAMES:
-        return Detection(saved["metric"], (), bool(saved.get("detected")), str(saved.get("message", "")))
-    return None

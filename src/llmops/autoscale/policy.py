@@ -9,13 +9,14 @@ The shape follows the Kubernetes HPA so its behaviour is familiar:
   per metric   recommendation = ceil(ready x value / target), skipped within tolerance
   across       the highest recommendation wins
   windows      scale-up uses the lowest recommendation of the up-window (skipped when a
-               metric is at panicThreshold x target), scale-down the highest of the
-               down-window
+               metric is at panicThreshold x target and the recommendation is not
+               shrinking), scale-down the highest of the down-window
   limits       at most maxScaleUpStep / maxScaleDownStep per decision, then clamped to
                [max(minReplicas, 1), maxReplicas]
 LLM-specific additions: pods still starting are not capacity and a scale-up is not
 repeated while they start (cold starts take minutes, and the queue keeps growing meanwhile,
-which would otherwise add replicas again and again); scale to zero after an idle period and
+which would otherwise add replicas again and again) unless the load is at panicThreshold x
+target even with the starting replicas counted as capacity; scale to zero after an idle period and
 back to one on a wake signal (there are no vLLM metrics while no pod runs).
 """
 
@@ -161,11 +162,12 @@ class Decision:
 class AutoscalerState:
     """Everything the policy remembers between decisions (JSON-serialisable via to_status)."""
 
-    recommendations: tuple[tuple[float, int], ...] = ()  # (time, replicas), oldest first
+    recommendations: tuple[tuple[float, int], ...] = ()  # (time, unclamped replicas), oldest first
     idle_since: Optional[float] = None
     wake_token: Optional[str] = None   # last llmops.io/wake value acted on
     history: tuple[dict[str, Any], ...] = ()  # Decision.to_summary(), oldest first
     last_decision: Optional[dict[str, Any]] = None
+    last_evaluated_at: Optional[float] = None
 
     def to_status(self, extra: Optional[dict[str, Any]] = None) -> dict[str, Any]:
         status: dict[str, Any] = {
@@ -174,6 +176,7 @@ class AutoscalerState:
             "recommendations": [[round(t, 3), n] for t, n in self.recommendations],
             "idleSince": self.idle_since,
             "wakeToken": self.wake_token,
+            "lastEvaluatedAt": self.last_evaluated_at,
         }
         status.update(extra or {})
         return status
@@ -190,6 +193,7 @@ class AutoscalerState:
         except (TypeError, ValueError):
             recommendations = ()
         idle_since = status.get("idleSince")
+        evaluated = status.get("lastEvaluatedAt")
         history = status.get("history") or []
         last = status.get("lastDecision")
         return cls(
@@ -198,6 +202,7 @@ class AutoscalerState:
             wake_token=status.get("wakeToken") if isinstance(status.get("wakeToken"), str) else None,
             history=tuple(h for h in history if isinstance(h, dict))[-HISTORY_LIMIT:],
             last_decision=last if isinstance(last, dict) else None,
+            last_evaluated_at=float(evaluated) if isinstance(evaluated, (int, float)) else None,
         )
 
 
@@ -213,6 +218,7 @@ def decide(inputs: PolicyInput, state: AutoscalerState) -> tuple[Decision, Autos
         state,
         history=(state.history + (summary,))[-HISTORY_LIMIT:],
         last_decision=decision.to_dict(),
+        last_evaluated_at=inputs.now,
     )
 
 
@@ -270,21 +276,33 @@ def _decide(inp: PolicyInput, state: AutoscalerState) -> tuple[Decision, Autosca
     driver = max(usable, key=lambda d: d.recommendation)
     unclamped = driver.recommendation
     raw = min(max(unclamped, floor), spec.max_replicas)
-    recommendations = state.recommendations + ((now, raw),)
+    # Stored unclamped (windows then clamp), so a backlog shrinking above maxReplicas is visible.
+    previous = state.recommendations[-1][1] if state.recommendations else None
+    recommendations = state.recommendations + ((now, unclamped),)
     state = replace(state, recommendations=recommendations)
-    panic = [d for d in usable if d.ratio is not None and d.ratio >= behavior.panic_threshold]
+    # The fast path is for load that is building. A backlog already shrinking (e.g. the queue
+    # left by a cold start, draining on the replicas just started) gets the normal windows.
+    receding = previous is not None and unclamped < previous
+    panic = [] if receding else [
+        d for d in usable if d.ratio is not None and d.ratio >= behavior.panic_threshold
+    ]
 
     up_from = now - behavior.scale_up_stabilization_seconds
     down_from = now - behavior.scale_down_stabilization_seconds
-    up_recommendation = raw if panic else min(n for t, n in recommendations if t >= up_from)
+    up_recommendation = unclamped if panic else min(n for t, n in recommendations if t >= up_from)
     down_recommendation = max(n for t, n in recommendations if t >= down_from)
     stabilized = current
     if stabilized < up_recommendation:
         stabilized = up_recommendation
     if stabilized > down_recommendation:
         stabilized = down_recommendation
+    stabilized = min(max(stabilized, floor), spec.max_replicas)
 
-    if stabilized > current and inp.starting_replicas > 0:
+    # Starting replicas are capacity on its way: do not add more for the same load, unless
+    # the load is a burst even when they are counted (ratio over ready + starting replicas).
+    future_share = inp.ready_replicas / (inp.ready_replicas + inp.starting_replicas)
+    overwhelming = [d for d in panic if d.ratio * future_share >= behavior.panic_threshold]
+    if stabilized > current and inp.starting_replicas > 0 and not overwhelming:
         return make(current, Reason.waiting_for_starting_pods, _starting_message(inp, raw)), state
 
     desired = min(stabilized, current + behavior.max_scale_up_step)
@@ -294,7 +312,12 @@ def _decide(inp: PolicyInput, state: AutoscalerState) -> tuple[Decision, Autosca
 
     if desired > current:
         notes = [why]
-        if panic:
+        if overwhelming and inp.starting_replicas:
+            notes.append(
+                f"burst: {overwhelming[0].name} at {overwhelming[0].ratio * future_share:.1f}x target even "
+                f"counting {inp.starting_replicas} starting replicas"
+            )
+        elif panic:
             notes.append(f"burst: {panic[0].name} at {panic[0].ratio:.1f}x target skipped the up-window")
         if desired < stabilized:
             notes.append(f"limited to +{behavior.max_scale_up_step} per decision")
@@ -316,9 +339,11 @@ def _decide(inp: PolicyInput, state: AutoscalerState) -> tuple[Decision, Autosca
         return make(
             current,
             Reason.held_stabilization,
-            f"{why}; scale-down window {window_s:.0f}s holds {down_recommendation}",
+            f"{why}; scale-down window {window_s:.0f}s holds {min(down_recommendation, spec.max_replicas)}",
         ), state
-    return make(current, Reason.held_tolerance, f"{why}; within tolerance {behavior.tolerance:g}"), state
+    if any(d.note.endswith("within tolerance") for d in usable if d.recommendation == raw):
+        return make(current, Reason.held_tolerance, f"{why}; within tolerance {behavior.tolerance:g}"), state
+    return make(current, Reason.held_tolerance, f"{why}; the recommendation equals the current replicas"), state
 
 
 def _evaluate_metric(sample: MetricSample, inp: PolicyInput) -> MetricDetail:

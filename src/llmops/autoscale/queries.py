@@ -30,6 +30,17 @@ DEFAULT_RATE_WINDOW = "1m"
 
 
 @dataclass(frozen=True)
+class MetricNames:
+    """The series names to query; `llmops.autoscale.detect` fills them from what pods expose."""
+
+    waiting: str = WAITING
+    running: str = RUNNING
+    generation_tokens: str = GENERATION_TOKENS
+    ttft: str = TTFT  # histogram base name (+ _bucket / _count)
+    kv_cache: str = KV_CACHE_CURRENT
+
+
+@dataclass(frozen=True)
 class MetricQueries:
     value: str                 # returns one number
     age: Optional[str] = None  # returns the age in seconds of the newest underlying sample
@@ -58,29 +69,29 @@ def metric_queries(
     namespace: str,
     name: str,
     *,
-    kv_cache_metric: str = KV_CACHE_CURRENT,
+    names: MetricNames = MetricNames(),
     rate_window: str = DEFAULT_RATE_WINDOW,
 ) -> MetricQueries:
     sel = selector(namespace, name)
     kind = metric.type
     if kind is MetricType.waiting_requests:
-        return MetricQueries(f"sum({WAITING}{{{sel}}})", _age(WAITING, sel))
+        return MetricQueries(f"sum({names.waiting}{{{sel}}})", _age(names.waiting, sel))
     if kind is MetricType.running_requests:
-        return MetricQueries(f"sum({RUNNING}{{{sel}}})", _age(RUNNING, sel))
+        return MetricQueries(f"sum({names.running}{{{sel}}})", _age(names.running, sel))
     if kind is MetricType.kv_cache_utilization:
         # Mean over replicas: average each pod first (data-parallel engines report one series each).
         return MetricQueries(
-            f"avg(avg by ({NAMESPACE_LABEL}, pod) ({kv_cache_metric}{{{sel}}}))", _age(kv_cache_metric, sel)
+            f"avg(avg by ({NAMESPACE_LABEL}, pod) ({names.kv_cache}{{{sel}}}))", _age(names.kv_cache, sel)
         )
     if kind is MetricType.time_to_first_token:
         return MetricQueries(
             f"histogram_quantile({metric.percentile:g}, "
-            f"sum by (le) (rate({TTFT}_bucket{{{sel}}}[{rate_window}])))",
-            _age(f"{TTFT}_count", sel),
+            f"sum by (le) (rate({names.ttft}_bucket{{{sel}}}[{rate_window}])))",
+            _age(f"{names.ttft}_count", sel),
         )
     if kind is MetricType.generation_tokens_per_second:
         return MetricQueries(
-            f"sum(rate({GENERATION_TOKENS}{{{sel}}}[{rate_window}]))", _age(GENERATION_TOKENS, sel)
+            f"sum(rate({names.generation_tokens}{{{sel}}}[{rate_window}]))", _age(names.generation_tokens, sel)
         )
     if kind is MetricType.prometheus:
         assert metric.query is not None  # the model validator guarantees it
@@ -88,12 +99,15 @@ def metric_queries(
     raise ValueError(f"unknown metric type {kind}")
 
 
-def activity_query(namespace: str, name: str, *, rate_window: str = DEFAULT_RATE_WINDOW) -> MetricQueries:
+def activity_query(
+    namespace: str, name: str, *, names: MetricNames = MetricNames(), rate_window: str = DEFAULT_RATE_WINDOW
+) -> MetricQueries:
     """Running + waiting requests + generated tokens/s: 0 means idle; no result means unknown."""
     sel = selector(namespace, name)
     return MetricQueries(
-        f"sum({RUNNING}{{{sel}}}) + sum({WAITING}{{{sel}}}) + sum(rate({GENERATION_TOKENS}{{{sel}}}[{rate_window}]))",
-        _age(RUNNING, sel),
+        f"sum({names.running}{{{sel}}}) + sum({names.waiting}{{{sel}}})"
+        f" + sum(rate({names.generation_tokens}{{{sel}}}[{rate_window}]))",
+        _age(names.running, sel),
     )
 
 

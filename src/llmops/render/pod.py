@@ -55,7 +55,8 @@ def vllm_args(d: LLMDeployment, sharding: ResolvedSharding) -> list[str]:
 
 
 def _resources(d: LLMDeployment, gpus: int) -> dict[str, Any]:
-    limits: dict[str, Any] = {d.spec.resources.gpu.resource_name: gpus}
+    # Quantities are strings: server-side apply's typed patch rejects bare integers.
+    limits: dict[str, Any] = {d.spec.resources.gpu.resource_name: str(gpus)}
     requests: dict[str, Any] = {}
     if d.spec.engine.cpu:
         limits["cpu"] = requests["cpu"] = d.spec.engine.cpu

@@ -31,13 +31,6 @@ class Kube:
         self.core = kubernetes.client.CoreV1Api(client)
         self.coord = kubernetes.client.CoordinationV1Api(client)
 
-    # --- readiness of the API itself
-    def healthy(self) -> bool:
-        data, status, _ = self.client.call_api("/readyz", "GET", auth_settings=["BearerToken"],
-                                               response_type="str", _return_http_data_only=False,
-                                               _request_timeout=2)
-        return status == 200
-
     # --- nodes
     def upsert_node(self, node: dict) -> None:
         name = node["metadata"]["name"]

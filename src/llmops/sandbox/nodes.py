@@ -171,7 +171,8 @@ def node_conditions(now_iso: str, transition_iso: str) -> list[dict[str, str]]:
     ]
 
 
-def node_status(spec: NodeSpec, host_ip: str, now_iso: str, transition_iso: str) -> dict[str, Any]:
+def node_status(spec: NodeSpec, host_ip: str, now_iso: str, transition_iso: str,
+                kubelet_port: int = 0) -> dict[str, Any]:
     capacity = node_capacity(spec)
     return {
         "capacity": capacity,
@@ -179,7 +180,7 @@ def node_status(spec: NodeSpec, host_ip: str, now_iso: str, transition_iso: str)
         "conditions": node_conditions(now_iso, transition_iso),
         "addresses": [{"type": "InternalIP", "address": host_ip},
                       {"type": "Hostname", "address": spec.name}],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
         "nodeInfo": {
             "machineID": spec.name, "systemUUID": spec.name, "bootID": spec.name,
             "kernelVersion": "sandbox", "osImage": "llmops sandbox", "containerRuntimeVersion": "llmops://0.1",

@@ -39,7 +39,7 @@ class SandboxInfo:
     apiserver_port: int
     ca_file: str
     token_file: str               # admin bearer token (system:masters)
-    prometheus_url: str | None
+    prometheus_url: str | None     # from the host (loopback)
     bridge: str
     pod_cidr: str
     gateway_ip: str
@@ -47,6 +47,7 @@ class SandboxInfo:
     nodes_file: str = ""
     images_file: str = ""
     bin_dir: str = ""
+    prometheus_pod_url: str | None = None   # from pods: the gateway IP, forwarded by the agent
     version: int = STATE_FORMAT_VERSION
 
     def to_json(self) -> str:

@@ -1,6 +1,6 @@
 """A tiny HTTP server standing in for a container in sandbox tests (image llmops/test-http:*).
 
-GET /healthz -> 200 (503 until --ready-after seconds passed), GET /env -> the process
+GET /healthz -> 200 (503 until --ready-after seconds passed), GET /metrics -> a Prometheus counter, GET /env -> the process
 environment as JSON, GET /file?path=P -> the file's text (what the pod sees), POST /exit?code=N
 -> exits with N. Listens on --port / $PORT (default 8080) on all addresses of its namespace.
 """
@@ -34,6 +34,10 @@ def make_handler(ready_after: float):
             if url.path == "/healthz":
                 ready = time.monotonic() - STARTED >= ready_after
                 self._send(200 if ready else 503, "ok" if ready else "starting")
+            elif url.path == "/metrics":
+                self.server.requests += 1
+                self._send(200, "# TYPE test_http_requests_total counter\n"
+                                f"test_http_requests_total {self.server.requests}\n", "text/plain; version=0.0.4")
             elif url.path == "/env":
                 self._send(200, json.dumps(dict(os.environ)), "application/json")
             elif url.path == "/file":
@@ -67,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ready-after", type=float, default=0.0)
     args = parser.parse_args(argv)
     server = ThreadingHTTPServer(("0.0.0.0", args.port), make_handler(args.ready_after))
+    server.requests = 0
     print(f"test-http listening on :{args.port}", flush=True)
     try:
         server.serve_forever()

@@ -29,8 +29,14 @@ def register(subparsers) -> None:
     serve.set_defaults(func=_serve)
 
 
+def _user_error(message: str) -> int:
+    """Like llmops.cli.UserError (one line, exit 2), but also when pods run the CLI as
+    `python -m llmops.cli`, where that module's UserError is a different class object."""
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
 def _serve(args) -> int:
-    from llmops.cli import UserError
     from llmops.sim import server
 
     if any(a in ("-h", "--help") for a in args.vllm_args):
@@ -43,10 +49,11 @@ def _serve(args) -> int:
             with open(profile_path, encoding="utf-8") as handle:
                 profile_text = handle.read()
         except OSError as exc:
-            raise UserError(f"LLMOPS_SIM_PROFILE: cannot read {profile_path}: {exc.strerror}; fix: point it at a YAML file")
+            return _user_error(f"LLMOPS_SIM_PROFILE: cannot read {profile_path}: {exc.strerror}; "
+                               "fix: point it at a YAML file")
     try:
         config = sim_config.build_config(args.vllm_args, os.environ, profile_text)
     except sim_config.ConfigError as exc:
-        raise UserError(str(exc)) from None
+        return _user_error(str(exc))
     sys.stdout.reconfigure(line_buffering=True)
     return server.run(config)

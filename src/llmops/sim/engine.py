@@ -22,9 +22,12 @@ from dataclasses import dataclass, field
 from llmops.sim import timing
 from llmops.sim.metrics import VllmMetrics
 
-# If the loop falls further behind the virtual clock than this, re-anchor to now
-# (and count it): the process is overloaded and pretending otherwise would lie.
-RESYNC_AFTER_S = 0.05
+# A short stall of the process (e.g. a burst of new HTTP requests to parse) is caught up
+# by running the next steps without sleeping, so throughput and end-to-end times stay as
+# modeled. If the loop falls further behind than this, re-anchor to now and count it:
+# the process is overloaded and pretending otherwise would lie.
+RESYNC_AFTER_S = 0.5
+MAX_WAKE_BIAS_S = 0.002
 
 
 @dataclass(eq=False)
@@ -57,7 +60,7 @@ class StepStats:
 
     steps: int = 0
     modeled_seconds: float = 0.0
-    total_lateness: float = 0.0  # sum over steps of (actual wake - modeled end), seconds
+    total_abs_error: float = 0.0  # sum over steps of |actual wake - modeled end|, seconds
     max_lateness: float = 0.0
     resyncs: int = 0
 
@@ -82,6 +85,7 @@ class Engine:
         self.paused = False
         self.stats = StepStats()
         self._work = asyncio.Event()
+        self._wake_bias = 0.0
         self._ids = itertools.count()
         self.prompt_tokens_total = 0
         self.generation_tokens_total = 0
@@ -141,6 +145,9 @@ class Engine:
                     self.stats.resyncs += 1
                 step_start = now
             plan = self.schedule(step_start)
+            if not plan and self.waiting and self.waiting[0].arrival > step_start:
+                step_start = None  # catching up on an idle engine: nothing to catch up
+                continue
             if not plan:  # only possible while nothing fits; wait for an abort/finish
                 self._work.clear()
                 await self._work.wait()
@@ -150,14 +157,20 @@ class Engine:
             context = sum(req.computed + n for req, n in plan)
             duration = timing.step_duration(self.costs, len(plan), tokens, context)
             end = step_start + duration
-            delay = end - loop.time()
+            delay = end - loop.time() - self._wake_bias
             if delay > 0:
                 await asyncio.sleep(delay)
-            lateness = max(0.0, loop.time() - end)
+                # The selector rounds timeouts up to whole milliseconds; learn the usual
+                # overshoot and ask to wake that much earlier next time.
+                overshoot = loop.time() - (end - self._wake_bias)
+                self._wake_bias = min(MAX_WAKE_BIAS_S, max(0.0, 0.9 * self._wake_bias + 0.1 * overshoot))
+            else:
+                await asyncio.sleep(0)  # catching up: still let the HTTP side deliver tokens
+            error = loop.time() - end  # > 0 late, < 0 early
             self.stats.steps += 1
             self.stats.modeled_seconds += duration
-            self.stats.total_lateness += lateness
-            self.stats.max_lateness = max(self.stats.max_lateness, lateness)
+            self.stats.total_abs_error += abs(error)
+            self.stats.max_lateness = max(self.stats.max_lateness, error)
             self.complete(plan, end)
             step_start = end
 
@@ -184,6 +197,8 @@ class Engine:
         # Like vLLM, admit nobody in a step that had to preempt: memory is short.
         while not preempted and self.waiting and len(self.running) < self.max_num_seqs and budget > 0:
             request = self.waiting[0]
+            if request.arrival > now:
+                break  # arrived after this (virtual) step began; it joins a later one
             tokens = min(request.prompt_tokens + request.generated - request.computed, budget)
             needed = timing.blocks_for(request.computed + tokens) - request.blocks
             if needed > self.free_blocks:

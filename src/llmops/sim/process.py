@@ -15,6 +15,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
+# Not `python -m llmops.cli`: run as __main__, that module's UserError would be a second
+# class and user errors would surface as tracebacks.
+CLI_ENTRY = "import sys; from llmops.cli import main; sys.exit(main(sys.argv[1:]))"
 _LISTEN_RE = re.compile(r"Starting vLLM API server on http://([^:\s]+):(\d+)")
 
 
@@ -63,7 +66,7 @@ def start_sim(vllm_args: Sequence[str], env: Mapping[str, str] | None = None, ho
     """Launch with `vllm serve`-style args (without --host/--port) and LLMOPS_SIM_* env."""
     full_env = {**os.environ, "LLMOPS_SIM_STARTUP_SECONDS": "0", **(env or {}), "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [python, "-m", "llmops.cli", "sim", "serve", *vllm_args, "--host", host, "--port", "0"],
+        [python, "-c", CLI_ENTRY, "sim", "serve", *vllm_args, "--host", host, "--port", "0"],
         env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     found = threading.Event()

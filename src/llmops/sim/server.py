@@ -15,9 +15,10 @@ import uuid
 from typing import Any
 
 import functools
+import gc
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from llmops.sim import api
 from llmops.sim import tokens as tok
@@ -65,6 +66,16 @@ class SimServer:
         self.in_flight = 0
         self.failed: str | None = None
         self._tasks: list[asyncio.Task] = []
+        self.gc_max_pause = 0.0  # diagnosing timing stalls: is it the collector?
+        self._gc_started = 0.0
+        if config.control_enabled:
+            gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self.gc_max_pause = max(self.gc_max_pause, time.perf_counter() - self._gc_started)
 
     # --- app ----------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -106,7 +117,9 @@ class SimServer:
         return _json_response(api.models_response(c.served_model_names, c.model, c.max_model_len, self.created))
 
     async def metrics_endpoint(self, request: web.Request) -> web.Response:
-        return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        # Always the classic text format: prometheus_client's OpenMetrics encoder rewrites
+        # 'vllm:x' sample names to 'vllm_x', which would break every vLLM query.
+        return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
     async def control(self, request: web.Request) -> web.Response:
         """Test-only: {"speed_factor": float, "pause": bool}."""
@@ -132,8 +145,8 @@ class SimServer:
         return _json_response({
             "speed_factor": self.speed, "paused": e.paused, "running": len(e.running), "waiting": len(e.waiting),
             "kv_cache_usage": e.kv_usage, "kv_blocks_total": e.total_blocks, "steps": s.steps,
-            "modeled_seconds": s.modeled_seconds, "mean_lateness_s": s.total_lateness / s.steps if s.steps else 0.0,
-            "max_lateness_s": s.max_lateness, "resyncs": s.resyncs,
+            "modeled_seconds": s.modeled_seconds, "total_abs_error_s": s.total_abs_error,
+            "max_lateness_s": s.max_lateness, "resyncs": s.resyncs, "gc_max_pause_s": self.gc_max_pause,
         })
 
     # --- generation ---------------------------------------------------------------

@@ -1,0 +1,113 @@
+"""One OpenAI-compatible request, streamed and timed from the client's side."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+
+import aiohttp
+
+from llmops.load.report import RequestResult
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    api: str  # "chat" or "completions"
+    model: str
+    prompt: str
+    prompt_tokens: int  # what we intended; the server's usage count wins when present
+    max_tokens: int
+    stream: bool = True
+    ignore_eos: bool = True
+
+    def path(self) -> str:
+        return "/v1/chat/completions" if self.api == "chat" else "/v1/completions"
+
+    def body(self) -> dict:
+        body: dict = {"model": self.model, "max_tokens": self.max_tokens, "stream": self.stream,
+                      "ignore_eos": self.ignore_eos, "temperature": 0}
+        if self.api == "chat":
+            body["messages"] = [{"role": "user", "content": self.prompt}]
+        else:
+            body["prompt"] = self.prompt
+        if self.stream:
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+
+def make_prompt(tokens: int) -> str:
+    """~4 characters per token, the rule of thumb the simulator and most tokenizers share."""
+    return ("The quick brown fox jumps over the lazy dog. " * (tokens // 11 + 1))[: tokens * 4]
+
+
+async def send(session: aiohttp.ClientSession, base_url: str, spec: RequestSpec, timeout: float,
+               clock=time.perf_counter) -> RequestResult:
+    start = clock()
+    result = RequestResult(target=base_url, start=start, end=start, ok=False, prompt_tokens=spec.prompt_tokens)
+    try:
+        async with asyncio.timeout(timeout):
+            async with session.post(base_url + spec.path(), json=spec.body()) as response:
+                if response.status != 200:
+                    await response.read()
+                    result.error = f"http_{response.status}"
+                elif spec.stream:
+                    await _read_stream(response, spec, result, clock)
+                else:
+                    data = await response.json(content_type=None)
+                    usage = data.get("usage") or {}
+                    result.output_tokens = usage.get("completion_tokens", 0)
+                    result.prompt_tokens = usage.get("prompt_tokens", spec.prompt_tokens)
+                    result.ok = True
+    except TimeoutError:
+        result.error = "timeout"
+    except aiohttp.ClientConnectorError:
+        result.error = "connect"
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, ConnectionResetError):
+        result.error = "disconnect"
+    except (aiohttp.ClientError, json.JSONDecodeError, ValueError) as exc:
+        result.error = f"bad_response:{type(exc).__name__}"
+    result.end = clock()
+    return result
+
+
+async def _read_stream(response: aiohttp.ClientResponse, spec: RequestSpec, result: RequestResult, clock) -> None:
+    chat = spec.api == "chat"
+    last_chunk_at: float | None = None
+    chunks = 0
+    done = False
+    async for raw in response.content:
+        line = raw.strip()
+        if not line.startswith(b"data:"):
+            continue
+        payload = line[5:].strip()
+        if payload == b"[DONE]":
+            done = True
+            break
+        now = clock()
+        event = json.loads(payload)
+        if "error" in event:
+            result.error = "stream_error"
+            return
+        choices = event.get("choices") or []
+        if choices:
+            choice = choices[0]
+            text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
+            if text:
+                chunks += 1
+                if last_chunk_at is None:
+                    result.ttft = now - result.start
+                else:
+                    result.chunk_gaps.append(now - last_chunk_at)
+                last_chunk_at = now
+        usage = event.get("usage")
+        if usage:
+            result.output_tokens = usage.get("completion_tokens", chunks)
+            result.prompt_tokens = usage.get("prompt_tokens", result.prompt_tokens)
+    if not done:
+        result.error = "truncated_stream"
+        return
+    if not result.output_tokens:
+        result.output_tokens = chunks  # server sent no usage: one token per chunk is the best guess
+    result.ok = True

@@ -1,0 +1,254 @@
+"""Per-GPU memory estimate for one vLLM replica laid out as tensor x pipeline parallel.
+
+vLLM's rule (vllm/v1/worker/gpu_worker.py determine_available_memory): it may use
+gpu_memory_utilization x total GPU memory; from that it subtracts the weights, the peak
+activation of a profiling forward pass over max_num_batched_tokens tokens, and non-torch
+memory; the rest becomes KV cache. It refuses to start when the KV cache cannot hold ONE
+sequence of max_model_len tokens (vllm/v1/core/kv_cache_utils.py check_enough_kv_cache_memory:
+"To serve at least one request with the models's max seq len ..."). That one full-length
+sequence is what this planner calls the minimum KV cache; it also reports how many
+full-length sequences fit, which is the replica's concurrency at full context.
+
+Figures that are assumptions rather than vLLM rules (stated so they can be challenged):
+- RUNTIME_FIXED_GIB: CUDA context, cuBLAS/NCCL workspaces and other non-torch memory,
+  1.0 GiB per GPU (vLLM logs report 0.2-0.8 GiB non-torch memory plus a ~0.3-0.5 GiB context).
+- CUDA_GRAPHS_GIB: 0.5 GiB per GPU for captured CUDA graphs ("Graph capturing finished ...
+  took 0.2-1.0 GiB" in vLLM logs); none with --enforce-eager.
+- Activation peak: max_num_batched_tokens x 2 bytes x (4 x hidden + 3 x intermediate / TP),
+  i.e. residual, normalised input, attention output and the MLP's gate/up/act tensors of one
+  layer, plus the sampler's fp32 logits and probabilities for max_num_seqs requests
+  (max_num_seqs x vocab x 4 bytes x 2). intermediate defaults to 3.5 x hidden and vocab to
+  128256 when unknown. This lands within ~0.5 GiB of the activation peaks vLLM logs for
+  8B-70B models.
+- vLLM defaults for the API server (vllm/engine/arg_utils.py get_batch_defaults):
+  max_num_batched_tokens 8192 and max_num_seqs 1024 on GPUs with >= 70 GiB that are not
+  A100, else 2048 and 256.
+- Sliding-window layers (Gemma 2, Mistral v0.1) are counted as full attention, and KV-head
+  replication's extra weights are ignored: both make the estimate slightly larger, never smaller.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from dataclasses import dataclass
+from typing import Optional
+
+from llmops.api.v1alpha1 import LLMDeploymentSpec
+from llmops.planner.gpus import GIB, GPUInfo
+from llmops.planner.models import ModelInfo
+from llmops.planner.quantization import WeightFormat, kv_cache_bytes, weight_format
+
+RUNTIME_FIXED_GIB = 1.0
+CUDA_GRAPHS_GIB = 0.5
+DEFAULT_VOCAB = 128256
+MLP_RATIO = 3.5  # intermediate_size / hidden_size of Llama-style models
+KV_BLOCK_TOKENS = 16  # vLLM's default block size: capacities are whole blocks
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """The vLLM settings that drive memory, with vLLM's defaults filled in."""
+
+    max_model_len: Optional[int]
+    gpu_memory_utilization: float
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    enforce_eager: bool
+    cpu_offload_gib: float
+    weights: WeightFormat
+    kv_bytes: float
+    max_model_len_from: str  # spec.engine.maxModelLen or the model's context length
+
+
+def _extra_arg(args: list[str], flag: str) -> Optional[str]:
+    """Value of `flag` in extraArgs, given as --flag=V or --flag V (or '' for a bare flag)."""
+    tokens: list[str] = []
+    for arg in args:
+        tokens.extend(shlex.split(arg) if " " in arg else [arg])
+    for i, token in enumerate(tokens):
+        if token == flag:
+            nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
+            return "" if nxt.startswith("--") else nxt
+        if token.startswith(flag + "="):
+            return token.split("=", 1)[1]
+    return None
+
+
+def _int_arg(args: list[str], flag: str) -> Optional[int]:
+    value = _extra_arg(args, flag)
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+def engine_settings(spec: LLMDeploymentSpec, model: ModelInfo, gpu: GPUInfo) -> EngineSettings:
+    engine = spec.engine
+    big_gpu = gpu.memory_gib >= 70 and "A100" not in gpu.product.upper()
+    default_tokens, default_seqs = (8192, 1024) if big_gpu else (2048, 256)
+    fmt = weight_format(spec)
+    offload = _extra_arg(engine.extra_args, "--cpu-offload-gb")
+    try:
+        offload_gib = float(offload) if offload else 0.0
+    except ValueError:
+        offload_gib = 0.0
+    return EngineSettings(
+        max_model_len=engine.max_model_len or model.context_length,
+        gpu_memory_utilization=engine.gpu_memory_utilization,
+        max_num_seqs=engine.max_num_seqs or default_seqs,
+        max_num_batched_tokens=_int_arg(engine.extra_args, "--max-num-batched-tokens") or default_tokens,
+        enforce_eager=_extra_arg(engine.extra_args, "--enforce-eager") is not None,
+        cpu_offload_gib=offload_gib,
+        weights=fmt,
+        kv_bytes=kv_cache_bytes(spec, fmt),
+        max_model_len_from="spec.engine.maxModelLen" if engine.max_model_len else "the model's context length",
+    )
+
+
+@dataclass(frozen=True)
+class MemoryBreakdown:
+    """One GPU of the replica (the busiest pipeline stage); sizes in GiB."""
+
+    gpu_product: str
+    gpu_memory_gib: float
+    gpu_memory_utilization: float
+    budget_gib: float  # gpu_memory_utilization x GPU memory: all vLLM may use
+    tensor_parallel_size: int
+    pipeline_parallel_size: int
+    weight_format: str
+    model_weights_gib: float  # the whole model, all GPUs together
+    weights_gib: float
+    runtime_gib: float  # CUDA context, non-torch memory, CUDA graphs
+    activation_gib: float
+    kv_cache_gib: float  # what is left for the KV cache (negative: not even the weights fit)
+    kv_bytes_per_token: float  # on this GPU
+    max_model_len: Optional[int]
+    min_kv_cache_gib: Optional[float]  # one sequence of max_model_len tokens
+    kv_cache_tokens: int
+    full_length_sequences: Optional[float]  # concurrent max_model_len sequences that fit
+    headroom_gib: Optional[float]  # kv_cache_gib - min_kv_cache_gib
+    longest_model_len: int  # the largest maxModelLen whose one sequence would fit
+
+    @property
+    def weights_fit(self) -> bool:
+        return self.kv_cache_gib > 0
+
+    @property
+    def fits(self) -> bool:
+        """vLLM would start: weights, overhead and one full-length sequence fit the budget."""
+        if self.headroom_gib is None:
+            return self.weights_fit
+        return self.headroom_gib >= 0
+
+    @property
+    def kv_share(self) -> float:
+        """Share of the budget left to the KV cache."""
+        return max(self.kv_cache_gib, 0.0) / self.budget_gib
+
+    def to_dict(self) -> dict:
+        return {
+            "gpuProduct": self.gpu_product,
+            "gpuMemoryGiB": round(self.gpu_memory_gib, 2),
+            "gpuMemoryUtilization": self.gpu_memory_utilization,
+            "budgetGiB": round(self.budget_gib, 2),
+            "tensorParallelSize": self.tensor_parallel_size,
+            "pipelineParallelSize": self.pipeline_parallel_size,
+            "weightFormat": self.weight_format,
+            "modelWeightsGiB": round(self.model_weights_gib, 2),
+            "weightsGiB": round(self.weights_gib, 2),
+            "runtimeOverheadGiB": round(self.runtime_gib, 2),
+            "activationGiB": round(self.activation_gib, 2),
+            "kvCacheGiB": round(self.kv_cache_gib, 2),
+            "kvBytesPerToken": int(self.kv_bytes_per_token),
+            "maxModelLen": self.max_model_len,
+            "minKvCacheGiB": None if self.min_kv_cache_gib is None else round(self.min_kv_cache_gib, 2),
+            "kvCacheTokens": self.kv_cache_tokens,
+            "fullLengthSequences": None if self.full_length_sequences is None
+            else round(self.full_length_sequences, 2),
+            "headroomGiB": None if self.headroom_gib is None else round(self.headroom_gib, 2),
+            "longestModelLen": self.longest_model_len,
+            "fits": self.fits,
+        }
+
+
+def layers_per_stage(model: ModelInfo, pp: int) -> int:
+    return math.ceil(model.layers / pp)
+
+
+def kv_bytes_per_token(model: ModelInfo, tp: int, pp: int, element_bytes: float) -> float:
+    """KV-cache bytes one token takes on one GPU.
+
+    Standard attention: 2 (K and V) x layers x KV heads x head_dim x element bytes; tensor
+    parallel splits the KV heads (one per GPU when TP >= KV heads: vLLM replicates them),
+    pipeline parallel splits the layers. MLA: one latent vector per layer, on every TP rank.
+    """
+    layers = layers_per_stage(model, pp)
+    if model.mla_cache_width:
+        return layers * model.mla_cache_width * element_bytes
+    heads_per_gpu = max(1, model.kv_heads // tp) if tp <= model.kv_heads else 1
+    return 2 * layers * heads_per_gpu * model.head_dim * element_bytes
+
+
+def weight_bytes_per_gpu(model: ModelInfo, fmt: WeightFormat, tp: int, pp: int) -> float:
+    """Weights on the busiest GPU: its stage's share of the layers plus, on the first/last
+    stage, the embedding/output head (both on the only stage when PP = 1), split by TP."""
+    embedding_params = model.embedding_parameters
+    layer_params = model.parameters - embedding_params
+    stage_layers = layers_per_stage(model, pp) / model.layers
+    if pp == 1:
+        stage_embedding = embedding_params
+    else:
+        stage_embedding = (model.vocab_size or 0) * model.hidden_size
+    return (layer_params * stage_layers * fmt.linear_bytes + stage_embedding * fmt.embedding_bytes) / tp
+
+
+def activation_bytes(model: ModelInfo, settings: EngineSettings, tp: int) -> float:
+    intermediate = model.intermediate_size or MLP_RATIO * model.hidden_size
+    act = settings.weights.activation_bytes
+    forward = settings.max_num_batched_tokens * act * (4 * model.hidden_size + 3 * intermediate / tp)
+    sampler = settings.max_num_seqs * (model.vocab_size or DEFAULT_VOCAB) * 4 * 2
+    return forward + sampler
+
+
+def estimate_memory(model: ModelInfo, gpu: GPUInfo, settings: EngineSettings, tp: int = 1,
+                    pp: int = 1) -> MemoryBreakdown:
+    budget = gpu.memory_bytes * settings.gpu_memory_utilization
+    model_weights = weight_bytes_per_gpu(model, settings.weights, 1, 1)
+    weights = max(weight_bytes_per_gpu(model, settings.weights, tp, pp) - settings.cpu_offload_gib * GIB, 0.0)
+    runtime = (RUNTIME_FIXED_GIB + (0.0 if settings.enforce_eager else CUDA_GRAPHS_GIB)) * GIB
+    activation = activation_bytes(model, settings, tp)
+    kv_cache = budget - weights - runtime - activation
+    per_token = kv_bytes_per_token(model, tp, pp, settings.kv_bytes)
+    blocks = int(max(kv_cache, 0) // (per_token * KV_BLOCK_TOKENS))
+    tokens = blocks * KV_BLOCK_TOKENS
+    max_len = settings.max_model_len
+    if max_len:
+        needed = math.ceil(max_len / KV_BLOCK_TOKENS) * KV_BLOCK_TOKENS * per_token
+        min_kv: Optional[float] = needed / GIB
+        headroom: Optional[float] = (kv_cache - needed) / GIB
+        sequences: Optional[float] = tokens / max_len
+    else:
+        min_kv = headroom = sequences = None
+    longest = tokens if not model.context_length else min(tokens, model.context_length)
+    return MemoryBreakdown(
+        gpu_product=gpu.product,
+        gpu_memory_gib=gpu.memory_gib,
+        gpu_memory_utilization=settings.gpu_memory_utilization,
+        budget_gib=budget / GIB,
+        tensor_parallel_size=tp,
+        pipeline_parallel_size=pp,
+        weight_format=settings.weights.name,
+        model_weights_gib=model_weights / GIB,
+        weights_gib=weights / GIB,
+        runtime_gib=runtime / GIB,
+        activation_gib=activation / GIB,
+        kv_cache_gib=kv_cache / GIB,
+        kv_bytes_per_token=per_token,
+        max_model_len=max_len,
+        min_kv_cache_gib=min_kv,
+        kv_cache_tokens=tokens,
+        full_length_sequences=sequences,
+        headroom_gib=headroom,
+        longest_model_len=longest,
+    )

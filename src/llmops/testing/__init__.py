@@ -1,0 +1,1 @@
+"""Helpers shared by the integration and e2e suites (and usable by users' own tests)."""

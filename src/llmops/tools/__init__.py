@@ -1,0 +1,1 @@
+"""Third-party command-line tools the project fetches for itself (helm, kubectl)."""

@@ -1,0 +1,74 @@
+"""Report arithmetic and endpoint selection (pure)."""
+
+import json
+import math
+
+import pytest
+
+from llmops.load.report import Distribution, RequestResult, build_report, percentile
+from llmops.load.targets import Targets, TargetError, parse_service_ref, ready_endpoint_urls
+
+
+def test_percentile_interpolates_like_numpy():
+    values = [1.0, 2.0, 3.0, 4.0]
+    assert percentile(values, 50) == 2.5
+    assert percentile(values, 90) == pytest.approx(3.7)
+    assert percentile([5.0], 99) == 5.0
+    assert math.isnan(percentile([], 50))
+
+
+def ok(start, ttft, latency, tokens, target="a", gaps=()):
+    return RequestResult(target, start, start + latency, True, ttft=ttft, output_tokens=tokens,
+                         prompt_tokens=10, chunk_gaps=list(gaps))
+
+
+def test_report_figures():
+    results = [ok(0.0, 0.1, 1.1, 11, gaps=[0.1] * 10), ok(0.5, 0.3, 2.3, 11, target="b"),
+               RequestResult("a", 1.0, 1.0, False, "http_503"), RequestResult("a", 1.0, 6.0, False, "timeout")]
+    report = build_report(results, duration_s=4.0)
+    assert (report.requests_sent, report.requests_ok, report.requests_failed) == (4, 2, 2)
+    assert report.errors == {"http_503": 1, "timeout": 1}
+    assert report.throughput_rps == 0.5 and report.output_tokens_per_s == 5.5
+    assert report.ttft.mean == pytest.approx(0.2) and report.ttft.max == 0.3
+    assert report.tpot.p50 == pytest.approx(0.15)  # (1.0/10 + 2.0/10) / 2
+    assert report.latency.count == 2 and report.itl.count == 10
+    assert report.targets == {"a": 3, "b": 1}
+    table = report.table()
+    assert "TTFT" in table and "http_503 1" in table and "targets:" in table
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["ttft"]["p99"] == pytest.approx(0.298) and "results" not in data
+    assert len(report.to_dict(include_results=True)["results"]) == 4
+
+
+def test_empty_distribution_serialises_as_null():
+    report = build_report([], 1.0)
+    assert report.to_dict()["ttft"]["mean"] is None
+    assert Distribution.of([]).count == 0
+
+
+ENDPOINTS = {
+    "subsets": [
+        {"addresses": [{"ip": "10.244.0.5"}, {"ip": "10.244.0.6"}], "notReadyAddresses": [{"ip": "10.244.0.7"}],
+         "ports": [{"name": "http", "port": 8000}, {"name": "metrics", "port": 9090}]},
+        {"addresses": [{"ip": "10.244.1.9"}], "ports": [{"port": 8080}]},
+    ]
+}
+
+
+def test_ready_endpoint_urls_skip_not_ready_and_pick_the_http_port():
+    assert ready_endpoint_urls(ENDPOINTS) == ["http://10.244.0.5:8000", "http://10.244.0.6:8000",
+                                              "http://10.244.1.9:8080"]
+    assert ready_endpoint_urls(ENDPOINTS, "metrics") == ["http://10.244.0.5:9090", "http://10.244.0.6:9090"]
+    assert ready_endpoint_urls(ENDPOINTS, 8080) == ["http://10.244.1.9:8080"]
+    assert ready_endpoint_urls({"subsets": None}) == []
+    assert ready_endpoint_urls({"subsets": [{"addresses": [{"ip": "fd00::1"}], "ports": [{"port": 80}]}]}) == [
+        "http://[fd00::1]:80"]
+
+
+def test_round_robin_and_service_refs():
+    targets = Targets(["a", "b"])
+    assert [targets.next() for _ in range(5)] == ["a", "b", "a", "b", "a"]
+    assert Targets([]).next() is None
+    assert parse_service_ref("default/llama") == ("default", "llama")
+    with pytest.raises(TargetError, match="NAMESPACE/NAME"):
+        parse_service_ref("llama")

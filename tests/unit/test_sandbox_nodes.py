@@ -1,0 +1,66 @@
+import pytest
+
+from llmops.sandbox.nodes import (
+    NodeFileError, default_nodes_text, node_capacity, node_labels, node_object, node_status, node_taints,
+    parse_nodes,
+)
+
+
+def test_default_nodes_are_two_a100_hosts_and_two_tainted_l4_edge_nodes():
+    nodes = {n.name: n for n in parse_nodes(default_nodes_text())}
+    assert sorted(nodes) == ["dc-a100-0", "dc-a100-1", "edge-l4-0", "edge-l4-1"]
+    dc, edge = nodes["dc-a100-0"], nodes["edge-l4-1"]
+    assert (dc.gpu.product, dc.gpu.count, dc.edge) == ("NVIDIA-A100-SXM4-80GB", 4, False)
+    assert (edge.gpu.product, edge.gpu.count, edge.edge) == ("NVIDIA-L4", 1, True)
+
+
+def test_labels_taints_and_capacity_of_an_edge_node():
+    edge = next(n for n in parse_nodes(default_nodes_text()) if n.edge)
+    labels = node_labels(edge)
+    assert labels["nvidia.com/gpu.product"] == "NVIDIA-L4"
+    assert labels["nvidia.com/gpu.memory"] == "23034"
+    assert labels["nvidia.com/gpu.count"] == "1"
+    assert labels["llmops.io/edge"] == "true" and labels["node-role.kubernetes.io/edge"] == ""
+    assert labels["kubernetes.io/hostname"] == edge.name
+    assert labels["topology.kubernetes.io/zone"] and labels["topology.kubernetes.io/region"]
+    assert node_taints(edge) == [{"key": "llmops.io/edge", "value": "true", "effect": "NoSchedule"}]
+    assert node_capacity(edge)["nvidia.com/gpu"] == "1"
+    assert node_object(edge)["spec"]["taints"] == node_taints(edge)
+
+
+def test_datacenter_node_is_untainted_and_status_is_ready():
+    dc = next(n for n in parse_nodes(default_nodes_text()) if not n.edge)
+    assert node_object(dc)["spec"] == {}
+    status = node_status(dc, "10.244.0.1", "2024-01-01T00:00:10Z", "2024-01-01T00:00:00Z")
+    assert status["capacity"] == status["allocatable"]
+    assert status["capacity"]["nvidia.com/gpu"] == "4" and status["capacity"]["pods"] == "110"
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True" and ready["lastHeartbeatTime"] == "2024-01-01T00:00:10Z"
+    assert ready["lastTransitionTime"] == "2024-01-01T00:00:00Z"
+    assert {"type": "InternalIP", "address": "10.244.0.1"} in status["addresses"]
+
+
+def test_count_expands_names_and_defaults_apply():
+    nodes = parse_nodes("""
+defaults: {cpu: "8", memory: 32Gi, region: r1}
+nodes:
+  - {name: cpu-only, count: 3, zone: r1-b, labels: {team: a}}
+""")
+    assert [n.name for n in nodes] == ["cpu-only-0", "cpu-only-1", "cpu-only-2"]
+    assert nodes[0].gpu is None and nodes[0].cpu == "8" and nodes[0].region == "r1"
+    assert "nvidia.com/gpu" not in node_capacity(nodes[0])
+    assert node_labels(nodes[0])["team"] == "a"
+
+
+@pytest.mark.parametrize("text, field", [
+    ("nodes: []", "nodes"),
+    ("nodes: [{name: Bad_Name, cpu: '1', memory: 1Gi}]", "nodes[0].name"),
+    ("nodes: [{name: a, cpu: lots, memory: 1Gi}]", "nodes[0].cpu"),
+    ("nodes: [{name: a, cpu: '1', memory: 1Gi, gpu: {product: X, count: 0, memoryMiB: 1}}]", "nodes[0].gpu.count"),
+    ("nodes: [{name: a, cpu: '1', memory: 1Gi}, {name: a, cpu: '1', memory: 1Gi}]", "duplicate"),
+    ("nodes: [{name: a, cpu: '1', memory: 1Gi, taints: [{key: k, effect: Sometimes}]}]", "nodes[0].taints"),
+    ("{{{", "YAML"),
+])
+def test_errors_name_the_offending_field(text, field):
+    with pytest.raises(NodeFileError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        parse_nodes(text)

@@ -1,0 +1,87 @@
+"""`vllm serve` command lines and LLMOPS_SIM_* environment -> SimConfig."""
+
+import pytest
+
+from llmops.sim.config import ConfigError, build_config, parse_max_model_len, split_vllm_args
+
+RENDERED_POD_ARGS = [
+    "--model", "meta-llama/Llama-3.1-8B-Instruct", "--served-model-name", "llama", "--port", "8000",
+    "--tensor-parallel-size", "2", "--max-model-len", "16384", "--max-num-seqs", "64",
+    "--gpu-memory-utilization", "0.85", "--dtype", "bfloat16", "--kv-cache-dtype", "fp8",
+    "--enable-prefix-caching", "--download-dir", "/models", "--enforce-eager",
+]
+
+
+def test_rendered_pod_args_are_understood():
+    c = build_config(RENDERED_POD_ARGS, {"LLMOPS_SIM_GPU": "NVIDIA-L4", "LLMOPS_SIM_GPU_COUNT": "2"})
+    assert c.model == "meta-llama/Llama-3.1-8B-Instruct"
+    assert c.served_model_name == "llama"
+    assert (c.tensor_parallel_size, c.max_model_len, c.max_num_seqs) == (2, 16384, 64)
+    assert c.gpu_memory_utilization == 0.85 and c.kv_cache_dtype == "fp8" and c.dtype == "bfloat16"
+    assert c.gpu_name == "NVIDIA-L4" and c.params_b == 8.0
+    assert c.ignored_flags == ("--download-dir /models", "--enforce-eager")
+    assert c.host == "0.0.0.0" and c.port == 8000
+
+
+def test_positional_model_and_defaults():
+    c = build_config(["Qwen/Qwen2.5-0.5B-Instruct", "--trust-remote-code"], {})
+    assert c.model == "Qwen/Qwen2.5-0.5B-Instruct"
+    assert c.served_model_names == ("Qwen/Qwen2.5-0.5B-Instruct",)
+    assert (c.port, c.max_num_seqs, c.max_model_len, c.gpu_memory_utilization) == (8000, 256, 8192, 0.9)
+    assert c.startup_seconds == 2.0 and c.speed == 1.0 and not c.legacy_metrics and not c.control_enabled
+
+
+def test_unknown_flag_values_are_not_taken_for_the_model():
+    known, ignored = split_vllm_args(["--lora-modules", "a=/x", "b=/y", "--model", "m", "--max-num-seqs=8"])
+    assert ignored == ["--lora-modules a=/x b=/y"]
+    assert known == ["--model", "m", "--max-num-seqs=8"]
+    assert build_config(["--foo", "bar", "--model", "m-1B"], {}).model == "m-1B"
+
+
+def test_env_knobs():
+    c = build_config(["gpt2"], {"LLMOPS_SIM_PARAMS_B": "1.5", "LLMOPS_SIM_SPEED": "3", "LLMOPS_SIM_SEED": "7",
+                                "LLMOPS_SIM_LEGACY_KV_METRIC": "1", "LLMOPS_SIM_CONTROL": "1",
+                                "LLMOPS_SIM_STARTUP_SECONDS": "0.5"})
+    assert (c.params_b, c.speed, c.seed, c.startup_seconds) == (1.5, 3.0, 7, 0.5)
+    assert c.legacy_metrics and c.control_enabled
+    assert c.notes == ()  # size came from the environment, nothing guessed
+
+
+def test_size_missing_from_name_defaults_to_7b_with_a_note():
+    c = build_config(["gpt2"], {})
+    assert c.params_b == 7.0 and "LLMOPS_SIM_PARAMS_B" in c.notes[0]
+
+
+def test_profile_yaml_adds_a_gpu():
+    c = build_config(["m-8B"], {"LLMOPS_SIM_GPU": "My-GPU"},
+                     "gpus: {My-GPU: {memory_gib: 48, bandwidth_gbps: 1000, tflops: 200}}")
+    assert c.gpu.memory_gib == 48
+
+
+@pytest.mark.parametrize("argv,env,fragment", [
+    ([], {}, "no model"),
+    (["m"], {"LLMOPS_SIM_GPU": "NVIDIA-Z9"}, "NVIDIA-Z9"),
+    (["m", "--tensor-parallel-size", "4"], {"LLMOPS_SIM_GPU_COUNT": "2"}, "only 2 visible"),
+    (["m", "--gpu-memory-utilization", "1.5"], {}, "gpu-memory-utilization"),
+    (["m"], {"LLMOPS_SIM_SPEED": "fast"}, "LLMOPS_SIM_SPEED"),
+    (["m", "--max-num-seqs", "many"], {}, "bad vllm serve argument"),
+])
+def test_unusable_settings_say_what_to_fix(argv, env, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        build_config(argv, env)
+
+
+def test_fit_errors_like_vllm():
+    too_big = build_config(["meta-llama/Llama-3.1-70B-Instruct"], {"LLMOPS_SIM_GPU": "NVIDIA-L4"})
+    assert "No available memory for the cache blocks" in too_big.fit_error()
+    too_long = build_config(["m-8B", "--max-model-len", "1000000"], {"LLMOPS_SIM_GPU": "NVIDIA-L4"})
+    assert "larger than the maximum number of tokens" in too_long.fit_error()
+    assert build_config(["m-8B"], {"LLMOPS_SIM_GPU": "NVIDIA-L4"}).fit_error() is None
+    sharded = build_config(["meta-llama/Llama-3.1-70B-Instruct", "-tp", "8"], {"LLMOPS_SIM_GPU": "NVIDIA-L4"})
+    assert sharded.fit_error() is None
+
+
+def test_max_model_len_suffixes():
+    assert parse_max_model_len("4096") == 4096
+    assert parse_max_model_len("32k") == 32000
+    assert parse_max_model_len("32K") == 32768

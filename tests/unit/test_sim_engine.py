@@ -1,0 +1,150 @@
+"""The engine's scheduler driven step by step with explicit times (no loop, no clock)."""
+
+import pytest
+from prometheus_client import generate_latest
+
+from llmops.sim import timing
+from llmops.sim.engine import Engine, EngineRequest
+from llmops.sim.metrics import VllmMetrics
+
+COSTS = timing.StepCosts(fixed_s=0.001, per_sequence_s=0.0, weight_read_s=0.01, kv_read_s_per_token=0.0,
+                         compute_s_per_token=0.0)
+
+
+def make_engine(kv_tokens=100_000, max_num_seqs=4, batched=8192):
+    metrics = VllmMetrics("m", 4096, legacy=False, cache_info={})
+    return Engine(COSTS, kv_tokens, max_num_seqs, batched, metrics), metrics
+
+
+def request(prompt=32, output=4, name="r"):
+    return EngineRequest(name, prompt, output, "length")
+
+
+def run_step(engine, now):
+    plan = engine.schedule(now)
+    end = now + timing.step_duration(engine.costs, len(plan), sum(n for _, n in plan),
+                                     sum(r.computed + n for r, n in plan))
+    engine.complete(plan, end)
+    return plan, end
+
+
+def sample(metrics, name, **labels):
+    for family in metrics.registry.collect():
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return s.value
+    raise KeyError(name)
+
+
+def test_at_most_max_num_seqs_run_and_the_rest_wait_fifo():
+    engine, metrics = make_engine(max_num_seqs=4)
+    reqs = [request(name=f"r{i}") for i in range(8)]
+    for r in reqs:
+        engine.enqueue(r, 0.0)
+    run_step(engine, 0.0)
+    assert engine.running == reqs[:4] and list(engine.waiting) == reqs[4:]
+    assert sample(metrics, "vllm:num_requests_running") == 4
+    assert sample(metrics, "vllm:num_requests_waiting") == 4
+
+
+def test_first_token_after_prefill_then_one_token_per_step():
+    engine, metrics = make_engine()
+    r = request(prompt=32, output=3)
+    engine.enqueue(r, 0.0)
+    _, t1 = run_step(engine, 0.0)
+    assert r.generated == 1 and r.first_token_at == t1 and r.computed == 32
+    _, t2 = run_step(engine, t1)
+    _, t3 = run_step(engine, t2)
+    assert r.generated == 3 and r.finish_reason == "length" and r.finished_at == t3
+    assert engine.running == [] and engine.free_blocks == engine.total_blocks
+    assert sample(metrics, "vllm:request_success_total", finished_reason="length") == 1
+    assert sample(metrics, "vllm:generation_tokens_total") == 3
+    assert sample(metrics, "vllm:prompt_tokens_total") == 32
+    assert sample(metrics, "vllm:time_to_first_token_seconds_sum") == pytest.approx(t1)
+    assert sample(metrics, "vllm:e2e_request_latency_seconds_sum") == pytest.approx(t3)
+    assert sample(metrics, "vllm:inter_token_latency_seconds_count") == 2
+
+
+def test_queue_time_is_recorded_for_requests_that_waited():
+    engine, metrics = make_engine(max_num_seqs=1)
+    first, second = request(output=2, name="a"), request(output=2, name="b")
+    engine.enqueue(first, 0.0)
+    engine.enqueue(second, 0.0)
+    now = 0.0
+    while engine.running or engine.waiting:
+        _, now = run_step(engine, now)
+    assert second.scheduled_at == first.finished_at
+    assert sample(metrics, "vllm:request_queue_time_seconds_sum") == pytest.approx(first.finished_at)
+
+
+def test_long_prompts_are_prefilled_in_chunks_of_the_token_budget():
+    engine, _ = make_engine(batched=100)
+    r = request(prompt=250, output=1)
+    engine.enqueue(r, 0.0)
+    plans = []
+    now = 0.0
+    while not r.done:
+        plan, now = run_step(engine, now)
+        plans.append([n for _, n in plan])
+    assert plans == [[100], [100], [50]]
+
+
+def test_kv_usage_tracks_blocks_held():
+    engine, metrics = make_engine(kv_tokens=160)  # 10 blocks
+    engine.enqueue(request(prompt=40, output=10), 0.0)  # 3 blocks for 40 tokens
+    run_step(engine, 0.0)
+    assert engine.kv_usage == pytest.approx(0.3)
+    assert sample(metrics, "vllm:kv_cache_usage_perc") == pytest.approx(0.3)
+
+
+def test_request_waits_when_kv_blocks_run_out():
+    engine, _ = make_engine(kv_tokens=64, max_num_seqs=8)  # 4 blocks
+    a, b = request(prompt=48, output=2, name="a"), request(prompt=32, output=2, name="b")
+    engine.enqueue(a, 0.0)
+    engine.enqueue(b, 0.0)
+    run_step(engine, 0.0)
+    assert engine.running == [a] and list(engine.waiting) == [b]  # b needs 2 blocks, 1 is free
+
+
+def test_decode_growth_without_free_blocks_preempts_the_newest_request():
+    engine, metrics = make_engine(kv_tokens=64, max_num_seqs=8)  # 4 blocks
+    a, b = request(prompt=32, output=20, name="a"), request(prompt=32, output=20, name="b")
+    engine.enqueue(a, 0.0)
+    engine.enqueue(b, 0.0)
+    _, now = run_step(engine, 0.0)  # both prefilled: 2 blocks each, 0 free
+    assert engine.free_blocks == 0
+    run_step(engine, now)  # a needs a 3rd block -> b is preempted and requeued
+    assert engine.running == [a] and list(engine.waiting) == [b]
+    assert b.computed == 0 and b.generated == 1
+    assert sample(metrics, "vllm:num_preemptions_total") == 1
+
+
+def test_abort_frees_slot_and_blocks():
+    engine, _ = make_engine(max_num_seqs=1)
+    a, b = request(name="a", output=50), request(name="b")
+    engine.enqueue(a, 0.0)
+    engine.enqueue(b, 0.0)
+    run_step(engine, 0.0)
+    engine.abort(a)
+    assert a.aborted and engine.running == [] and engine.free_blocks == engine.total_blocks
+    plan, _ = run_step(engine, 1.0)
+    assert [r for r, _ in plan] == [b]
+
+
+def test_legacy_metric_names_replace_current_ones():
+    legacy = generate_latest(VllmMetrics("m", 1024, legacy=True, cache_info={}).registry).decode()
+    current = generate_latest(VllmMetrics("m", 1024, legacy=False, cache_info={}).registry).decode()
+    assert "vllm:gpu_cache_usage_perc" in legacy and "vllm:kv_cache_usage_perc" not in legacy
+    assert "vllm:time_per_output_token_seconds" in legacy and "vllm:inter_token_latency_seconds" not in legacy
+    assert "vllm:kv_cache_usage_perc" in current and "vllm:gpu_cache_usage_perc" not in current
+
+
+def test_a_request_arriving_after_a_step_began_joins_a_later_step():
+    engine, _ = make_engine()
+    early, late = request(name="early"), request(name="late")
+    engine.enqueue(early, 0.0)
+    engine.enqueue(late, 0.5)
+    plan, _ = run_step(engine, 0.2)  # a step that (virtually) began before `late` arrived
+    assert [r for r, _ in plan] == [early] and list(engine.waiting) == [late]
+    plan, _ = run_step(engine, 0.5)
+    assert late in [r for r, _ in plan]

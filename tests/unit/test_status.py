@@ -1,0 +1,113 @@
+"""Status is computed from what children report; conditions are honest."""
+
+from __future__ import annotations
+
+from llmops.render import ResolvedSharding
+from llmops.status import Observed, compute_status
+from llmops.validation import validate_manifest
+
+NOW, LATER = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
+
+
+def make(replicas=2, generation=4):
+    return validate_manifest({
+        "apiVersion": "llmops.io/v1alpha1", "kind": "LLMDeployment",
+        "metadata": {"name": "m", "namespace": "ns", "generation": generation},
+        "spec": {"model": {"source": "hf://a/b"}, "sharding": {"tensorParallelSize": 1}, "replicas": replicas},
+    })
+
+
+def workload(desired=2, ready=0, updated=None, replicas=None, generation=1, observed=1):
+    return {
+        "metadata": {"generation": generation},
+        "spec": {"replicas": desired},
+        "status": {"replicas": desired if replicas is None else replicas, "readyReplicas": ready,
+                   "updatedReplicas": desired if updated is None else updated, "observedGeneration": observed},
+    }
+
+
+def pending_pod(message="0/4 nodes are available: 4 Insufficient nvidia.com/gpu."):
+    return {"metadata": {"name": "m-abc"}, "status": {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}]}}
+
+
+def conds(status):
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+
+
+def status_of(d, observed, previous=None, now=NOW):
+    return compute_status(d, observed, ResolvedSharding(2, 1), previous, now)
+
+
+def test_all_ready_is_ready():
+    s = status_of(make(), Observed(workload=workload(ready=2)))
+    assert s["phase"] == "Ready"
+    assert conds(s) == {"Ready": ("True", "AllReplicasReady"), "Progressing": ("False", "RolloutComplete"),
+                        "Degraded": ("False", "AsExpected")}
+    assert (s["replicas"], s["readyReplicas"]) == (2, 2)
+    assert s["selector"] == "app.kubernetes.io/instance=m,app.kubernetes.io/name=llmops-vllm"
+    assert s["endpoint"] == "http://m.ns.svc.cluster.local:8000/v1"
+    assert (s["tensorParallelSize"], s["pipelineParallelSize"], s["observedGeneration"]) == (2, 1, 4)
+
+
+def test_rolling_out_is_progressing_not_ready():
+    s = status_of(make(), Observed(workload=workload(ready=2, updated=1, generation=2, observed=2)))
+    assert s["phase"] == "Progressing"
+    assert conds(s)["Progressing"] == ("True", "RollingOut")
+    assert conds(s)["Ready"] == ("True", "PartiallyReady")
+
+
+def test_stale_workload_generation_is_progressing():
+    s = status_of(make(), Observed(workload=workload(ready=2, generation=3, observed=2)))
+    assert conds(s)["Progressing"] == ("True", "RollingOut")
+
+
+def test_loading_pods_are_not_capacity():
+    s = status_of(make(), Observed(workload=workload(ready=0)))
+    assert s["phase"] == "Progressing"
+    assert conds(s)["Ready"] == ("False", "NoReplicasReady")
+    assert conds(s)["Progressing"] == ("True", "WaitingForReplicas")
+
+
+def test_unschedulable_pod_degrades_with_scheduler_message():
+    s = status_of(make(), Observed(workload=workload(ready=1), pods=[pending_pod()]))
+    assert s["phase"] == "Degraded"
+    degraded = next(c for c in s["conditions"] if c["type"] == "Degraded")
+    assert degraded["status"] == "True" and degraded["reason"] == "Unschedulable"
+    assert "Insufficient nvidia.com/gpu" in degraded["message"]
+
+
+def test_crash_looping_container_degrades():
+    pod = {"metadata": {"name": "m-x"}, "status": {"phase": "Running", "containerStatuses": [
+        {"name": "vllm", "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}}}]}}
+    s = status_of(make(), Observed(workload=workload(ready=0), pods=[pod]))
+    assert conds(s)["Degraded"] == ("True", "CrashLoopBackOff")
+
+
+def test_no_workload_yet_is_pending():
+    s = status_of(make(), Observed())
+    assert s["phase"] == "Pending" and conds(s)["Progressing"] == ("True", "Creating")
+
+
+def test_scaled_to_zero():
+    s = status_of(make(replicas=0), Observed(workload=workload(desired=0, ready=0, replicas=0)))
+    assert s["phase"] == "ScaledToZero"
+    assert conds(s)["Ready"] == ("False", "ScaledToZero")
+
+
+def test_transition_time_moves_only_when_status_changes():
+    d = make()
+    first = status_of(d, Observed(workload=workload(ready=0)))
+    same = status_of(d, Observed(workload=workload(ready=1)), previous=first, now=LATER)
+    ready_first = next(c for c in first["conditions"] if c["type"] == "Ready")
+    ready_same = next(c for c in same["conditions"] if c["type"] == "Ready")
+    assert ready_first["status"] == "False" and ready_same["status"] == "True"
+    assert ready_same["lastTransitionTime"] == LATER
+    progressing = [next(c for c in s["conditions"] if c["type"] == "Progressing") for s in (first, same)]
+    assert progressing[1]["lastTransitionTime"] == NOW  # stayed True
+
+
+def test_autoscaler_status_is_preserved():
+    previous = {"autoscaling": {"desiredReplicas": 3}}
+    s = status_of(make(), Observed(workload=workload(ready=2)), previous=previous)
+    assert s["autoscaling"] == {"desiredReplicas": 3}
