@@ -49,4 +49,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run via the imported module, so `llmops.cli.UserError` raised by subcommands is the
+    # class caught above (under `python -m`, this file is also loaded as `__main__`).
+    from llmops.cli import main as _main
+
+    sys.exit(_main())

@@ -15,6 +15,8 @@ import kopf
 
 from llmops import metrics
 from llmops.api.v1alpha1 import GROUP, PLURAL, VERSION
+from llmops.autoscale.actuator import Scaled, autoscale_once
+from llmops.autoscale.prometheus import PrometheusClient
 from llmops.kube import Kube, load_api_client
 from llmops.reconcile import Note, reconcile, refresh_status
 from llmops.render.meta import DEPLOYMENT_LABEL, MANAGED_BY
@@ -23,8 +25,11 @@ DRIFT_CHECK_SECONDS = 60
 OWNED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 ANNOTATION_PREFIX = GROUP
 
+AUTOSCALE_TICK_SECONDS = 2  # each deployment's own evaluationIntervalSeconds gates decisions
+
 # Set by `llmops run` before kopf starts.
 KUBECONFIG: str | None = None
+PROMETHEUS_URL: str | None = None
 
 
 @kopf.on.startup()
@@ -42,6 +47,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.posting.level = logging.WARNING  # our own Events say what happened
     settings.execution.max_workers = 16
     memo.kube = Kube(load_api_client(KUBECONFIG))
+    memo.prometheus = PrometheusClient(PROMETHEUS_URL) if PROMETHEUS_URL else None
     memo.capabilities = memo.kube.discover_capabilities()
     logging.getLogger(__name__).info("cluster capabilities: %s", memo.capabilities)
 
@@ -66,8 +72,9 @@ def login(**_: Any) -> kopf.ConnectionInfo:
 
 
 def _post(body: Any, notes: list[Note]) -> None:
+    # kopf.event posts regardless of settings.posting.level (which only filters log lines).
     for note in notes:
-        (kopf.warn if note.type == "Warning" else kopf.info)(body, reason=note.reason, message=note.message)
+        kopf.event(body, type=note.type, reason=note.reason, message=note.message)
 
 
 def _reconcile(body: kopf.Body, memo: kopf.Memo, trigger: str) -> None:
@@ -96,6 +103,30 @@ def on_spec(body: kopf.Body, memo: kopf.Memo, reason: str, **_: Any) -> None:
 @kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_CHECK_SECONDS, initial_delay=DRIFT_CHECK_SECONDS)
 def drift_check(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     _reconcile(body, memo, "drift")
+
+
+@kopf.on.cleanup()
+async def close_clients(memo: kopf.Memo, **_: Any) -> None:
+    if getattr(memo, "prometheus", None) is not None:
+        await memo.prometheus.close()
+
+
+def _autoscaling_enabled(spec: kopf.Spec, **_: Any) -> bool:
+    policy = spec.get("autoscaling")
+    return bool(policy) and policy.get("enabled", True) is not False
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=AUTOSCALE_TICK_SECONDS, when=_autoscaling_enabled)
+async def autoscale(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    result = await autoscale_once(memo.kube, memo.prometheus, dict(body), time.time())
+    if result is None:
+        return
+    evaluation = result.evaluation if isinstance(result, Scaled) else result
+    metrics.record_autoscaler(body["metadata"]["namespace"], body["metadata"]["name"], evaluation.decision)
+    if isinstance(result, Scaled):
+        direction = "ScaledUp" if result.scaled_to > result.scaled_from else "ScaledDown"
+        kopf.event(dict(body), type="Normal", reason=direction,
+                   message=f"{result.scaled_from} -> {result.scaled_to} replicas: {evaluation.decision.message}")
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)

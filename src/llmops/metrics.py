@@ -46,3 +46,12 @@ def forget(namespace: str, name: str) -> None:
             gauge.remove(namespace, name)
         except KeyError:
             pass
+
+
+def record_autoscaler(namespace: str, name: str, decision: Any) -> None:
+    AUTOSCALER_DECISIONS.labels(namespace, name, decision.reason.value).inc()
+    AUTOSCALER_RECOMMENDED.labels(namespace, name).set(decision.desired_replicas)
+    for metric in decision.metrics:
+        if metric.value is not None:
+            AUTOSCALER_METRIC_VALUE.labels(namespace, name, metric.name).set(metric.value)
+        AUTOSCALER_METRIC_TARGET.labels(namespace, name, metric.name).set(metric.target)

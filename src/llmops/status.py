@@ -150,7 +150,9 @@ def compute_status(
     status: dict[str, Any] = {
         "observedGeneration": generation,
         "phase": phase,
-        "conditions": [_merge_condition(old.get(t), t, c, now, generation) for t, c in conditions.items()],
+        "conditions": [_merge_condition(old.get(t), t, c, now, generation) for t, c in conditions.items()]
+        # Conditions other writers own (the autoscaler's) are carried over untouched.
+        + [c for t, c in old.items() if t not in conditions],
         "replicas": counts["replicas"],
         "readyReplicas": counts["ready"],
         "updatedReplicas": counts["updated"],

@@ -125,7 +125,7 @@ def enable(options: WebhookOptions, registry: Optional[kopf.OperatorRegistry] = 
     kopf.on.validate(GROUP, VERSION, PLURAL, id=HANDLER_ID, operations=["CREATE", "UPDATE"],
                      registry=registry)(validate_llmdeployment)
 
-    @kopf.on.startup(registry=registry)
+    @kopf.on.startup(id="webhook-server", registry=registry)
     def start_webhook_server(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.admission.server = server(options)
         settings.admission.managed = None  # the Helm chart owns the ValidatingWebhookConfiguration

@@ -154,7 +154,8 @@ def test_node_affinity_and_gpu_product_selector_are_honoured(core, namespace):
     assert wait_ready(core, namespace, "l4")["spec"]["nodeName"].startswith("edge-l4-")
 
 
-def test_pods_get_distinct_routable_ips_and_a_service_gets_endpoints(core, namespace):
+def test_pods_get_distinct_routable_ips_and_a_service_gets_endpoints(core, namespace, sandbox):
+    import ipaddress
     for i in range(3):
         create(core, namespace, http_pod(f"web-{i}", labels={"app": "web"}))
     core.create_namespaced_service(namespace, {"metadata": {"name": "web"}, "spec": {
@@ -162,7 +163,8 @@ def test_pods_get_distinct_routable_ips_and_a_service_gets_endpoints(core, names
     pods = [wait_ready(core, namespace, f"web-{i}") for i in range(3)]
     ips = {p["status"]["podIP"] for p in pods}
     assert len(ips) == 3
-    assert all(ip.startswith("10.244.") for ip in ips)
+    pod_range = ipaddress.ip_network(sandbox.info.pod_cidr)
+    assert all(ipaddress.ip_address(ip) in pod_range and not ipaddress.ip_address(ip).is_loopback for ip in ips)
     for p in pods:
         assert p["status"]["podIPs"] == [{"ip": p["status"]["podIP"]}]
         assert p["status"]["hostIP"] and p["status"]["startTime"]
@@ -391,3 +393,70 @@ def test_pod_events_are_recorded(core, namespace):
         events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=evented").items
         return {e.reason for e in events}
     wait_for(lambda: {"Scheduled", "Started"} <= reasons(), TIMEOUT, "Scheduled/Started events missing")
+
+
+WEBHOOK_SERVER = r'''
+import json, ssl
+from http.server import BaseHTTPRequestHandler, HTTPServer
+class H(BaseHTTPRequestHandler):
+    def do_POST(self):
+        review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        labels = review["request"]["object"]["metadata"].get("labels") or {}
+        allowed = labels.get("deny") != "yes"
+        body = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": {
+            "uid": review["request"]["uid"], "allowed": allowed,
+            "status": {"message": "denied by the in-pod webhook"}}}).encode()
+        self.send_response(200); self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    def do_GET(self):
+        self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
+srv = HTTPServer(("0.0.0.0", 8443), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain("/run/webhook/tls.crt", "/run/webhook/tls.key")
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()
+'''
+
+
+def test_admission_webhook_served_from_a_pod_is_called_at_its_endpoint(core, namespace, api_client):
+    import base64
+    import datetime
+
+    from cryptography.hazmat.primitives import serialization
+
+    from llmops.sandbox.certs import _key_pem, make_ca, make_serving_cert
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca, ca_key = make_ca("webhook-ca", now)
+    cert, key = make_serving_cert(ca, ca_key, "hook", [], [f"hook.{namespace}.svc"], now)
+    core.create_namespaced_secret(namespace, {"metadata": {"name": "hook-tls"}, "stringData": {
+        "tls.crt": cert.public_bytes(serialization.Encoding.PEM).decode(), "tls.key": _key_pem(key).decode()}})
+    core.create_namespaced_pod(namespace, {"metadata": {"name": "hook", "labels": {"app": "hook"}}, "spec": {
+        "volumes": [{"name": "tls", "secret": {"secretName": "hook-tls"}}],
+        "containers": [{"name": "c", "image": "llmops/host:1", "command": [sys.executable, "-c", WEBHOOK_SERVER],
+                        "volumeMounts": [{"name": "tls", "mountPath": "/run/webhook"}],
+                        "readinessProbe": {"httpGet": {"port": 8443, "scheme": "HTTPS"}, "periodSeconds": 1}}]}})
+    core.create_namespaced_service(namespace, {"metadata": {"name": "hook"}, "spec": {
+        "selector": {"app": "hook"}, "ports": [{"port": 443, "targetPort": 8443}]}})
+    wait_ready(core, namespace, "hook")
+    admission = client.AdmissionregistrationV1Api(api_client)
+    name = f"{namespace}-hook"
+    admission.create_validating_webhook_configuration({"metadata": {"name": name}, "webhooks": [{
+        "name": "deny.llmops.io", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+        "failurePolicy": "Fail", "timeoutSeconds": 5,
+        "namespaceSelector": {"matchLabels": {"hook-test": namespace}},
+        "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["configmaps"]}],
+        "clientConfig": {"service": {"namespace": namespace, "name": "hook", "path": "/validate"},
+                         "caBundle": base64.b64encode(ca.public_bytes(serialization.Encoding.PEM)).decode()}}]})
+    try:
+        core.patch_namespace(namespace, {"metadata": {"labels": {"hook-test": namespace}}})
+
+        def denied():
+            try:
+                core.create_namespaced_config_map(namespace, {"metadata": {"generateName": "c-", "labels": {"deny": "yes"}}})
+                return False
+            except client.rest.ApiException as exc:
+                return exc.status == 400 and "denied by the in-pod webhook" in exc.body
+        wait_for(denied, TIMEOUT, "the webhook in the pod was not consulted")
+        core.create_namespaced_config_map(namespace, {"metadata": {"name": "fine"}})   # allowed
+    finally:
+        admission.delete_validating_webhook_configuration(name)

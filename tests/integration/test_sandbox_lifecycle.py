@@ -43,16 +43,26 @@ def second_sandbox(tmp_path):
     llmops("sandbox", "down", "--dir", str(root))   # in case the test failed half-way
 
 
-def test_up_twice_status_kubeconfig_then_down_leaves_nothing(second_sandbox):
+NODES = """
+nodes:
+  - {name: solo-a100, cpu: "8", memory: 64Gi, gpu: {product: NVIDIA-A100-SXM4-80GB, count: 8, memoryMiB: 81920}}
+  - {name: plain, cpu: "4", memory: 16Gi, labels: {pool: cpu}}
+"""
+
+
+def test_up_twice_status_kubeconfig_then_down_leaves_nothing(second_sandbox, tmp_path):
     root = str(second_sandbox)
-    first = llmops("sandbox", "up", "--dir", root, "--bridge", BRIDGE, "--pod-cidr", POD_CIDR)
+    nodes_file = tmp_path / "nodes.yaml"
+    nodes_file.write_text(NODES)
+    first = llmops("sandbox", "up", "--dir", root, "--bridge", BRIDGE, "--pod-cidr", POD_CIDR,
+                   "--nodes", str(nodes_file))
     assert first.returncode == 0, first.stderr
     assert "nodes Ready" in first.stderr   # progress is shown
     again = llmops("sandbox", "up", "--dir", root)
     assert again.returncode == 0 and "already up" in again.stderr
 
     status = llmops("sandbox", "status", "--dir", root)
-    assert status.returncode == 0 and "4/4 Ready" in status.stdout
+    assert status.returncode == 0 and "2/2 Ready" in status.stdout
     path = llmops("sandbox", "kubeconfig", "--dir", root).stdout.strip()
     content = llmops("sandbox", "kubeconfig", "--dir", root, "--print").stdout
     assert yaml.safe_load(content) == yaml.safe_load(open(path).read())
@@ -67,6 +77,10 @@ def test_up_twice_status_kubeconfig_then_down_leaves_nothing(second_sandbox):
     wait_for(lambda: (core.read_namespaced_pod("p", "default").status.container_statuses or [None])[0]
              and core.read_namespaced_pod("p", "default").status.container_statuses[0].ready,
              30, "pod in the second sandbox did not become ready")
+    nodes = {n.metadata.name: n for n in core.list_node().items}
+    assert sorted(nodes) == ["plain", "solo-a100"]
+    assert nodes["solo-a100"].status.allocatable["nvidia.com/gpu"] == "8"
+    assert nodes["plain"].metadata.labels["pool"] == "cpu" and "nvidia.com/gpu" not in nodes["plain"].status.allocatable
     api.close()
     state = StateDir(second_sandbox)
     pids = [int(f.read_text().split()[0]) for f in list(state.root.glob("pids/*.pid")) + list(state.pods.glob("*/*.pid"))]

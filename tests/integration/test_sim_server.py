@@ -47,9 +47,13 @@ def families(sim):
     return {f.name: f for f in text_string_to_metric_families(body.decode())}
 
 
-def gauge(sim, name):
-    (sample,) = [s for s in families(sim)[name].samples]
+def scalar(fams, name):
+    (sample,) = [s for s in fams[name].samples]
     return sample.value
+
+
+def gauge(sim, name):
+    return scalar(families(sim), name)
 
 
 def test_health_ping_version(sim):
@@ -205,12 +209,14 @@ def test_queueing_four_run_four_wait(sim):
     thread.start()
     try:
         wait_until(lambda: gauge(sim, "vllm:num_requests_waiting") == 8, 10, "8 queued while paused")
-        post(sim.url + "/sim/control", {"pause": False})
-        wait_until(lambda: gauge(sim, "vllm:num_requests_running") == 4, 10, "4 running")
-        assert gauge(sim, "vllm:num_requests_waiting") == 4
-        assert 0 < gauge(sim, "vllm:kv_cache_usage_perc") < 1
+        post(sim.url + "/sim/control", {"pause": False, "speed_factor": 1})  # ~0.5 s per batch of 4
+        snapshot = wait_until(lambda: (lambda f: f if scalar(f, "vllm:num_requests_running") else None)(
+            families(sim)), 10, "requests running")
+        assert scalar(snapshot, "vllm:num_requests_running") == 4  # one scrape: a consistent view
+        assert scalar(snapshot, "vllm:num_requests_waiting") == 4
+        assert 0 < scalar(snapshot, "vllm:kv_cache_usage_perc") < 1
     finally:
-        post(sim.url + "/sim/control", {"pause": False})
+        post(sim.url + "/sim/control", {"pause": False, "speed_factor": 20})
         thread.join(30)
         loop.close()
     assert not thread.is_alive()
@@ -268,3 +274,24 @@ def test_sigterm_drains_in_flight_requests():
     assert process.process.wait(15) == 0
     status, _, body = result["reply"]
     assert status == 200 and json.loads(body)["usage"]["completion_tokens"] == 60
+
+
+def test_client_disconnect_aborts_the_request_and_frees_its_slot():
+    process = start_sim(["m-8B"], env={"LLMOPS_SIM_SPEED": "1"})  # 2000 tokens would take ~25 s
+    try:
+        process.wait_ready()
+
+        async def start_then_hang_up():
+            async with aiohttp.ClientSession() as session:
+                async with session.post(process.url + "/v1/completions", json={
+                        "prompt": "x", "max_tokens": 2000, "ignore_eos": True, "stream": True}) as response:
+                    await response.content.readline()  # first token arrived: it is running
+
+        asyncio.run(start_then_hang_up())
+        wait_until(lambda: gauge(process, "vllm:num_requests_running") == 0, 5, "the aborted request to leave")
+        assert gauge(process, "vllm:kv_cache_usage_perc") == 0
+        success = {s.labels["finished_reason"]: s.value for s in families(process)["vllm:request_success"].samples
+                   if s.name.endswith("_total")}
+        assert sum(success.values()) == 0  # vLLM does not count aborted requests as successes
+    finally:
+        process.stop()

@@ -72,3 +72,17 @@ def test_round_robin_and_service_refs():
     assert parse_service_ref("default/llama") == ("default", "llama")
     with pytest.raises(TargetError, match="NAMESPACE/NAME"):
         parse_service_ref("llama")
+
+
+def test_prompts_are_unique_per_request_but_keep_their_length():
+    from llmops.load.client import RequestSpec, make_prompt, unique_prompt
+
+    prompt = make_prompt(64)
+    assert len(prompt) == 256
+    first, second = unique_prompt(prompt, 1), unique_prompt(prompt, 2)
+    assert first != second and len(first) == len(second) == 256
+    assert unique_prompt("tiny", 5) == "tiny"
+    chat = RequestSpec("chat", "m", prompt, 64, 8).body(3)
+    assert chat["messages"][0]["content"].startswith("00000003 ") and chat["stream_options"]["include_usage"]
+    completion = RequestSpec("completions", "m", prompt, 64, 8, stream=False).body(4)
+    assert completion["prompt"].startswith("00000004 ") and "stream_options" not in completion

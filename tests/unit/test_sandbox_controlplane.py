@@ -59,3 +59,48 @@ def test_wait_for_returns_the_value_or_times_out_with_the_message():
         raise RuntimeError("still starting")
     with pytest.raises(TimeoutError, match=r"server up \(waited 0.05s; last error: RuntimeError\('still starting'\)\)"):
         wait_for(broken, 0.05, "server up", interval=0.01)
+
+
+def test_a_directory_with_all_three_binaries_wins_over_a_partial_one(tmp_path):
+    from llmops.sandbox.binaries import locate
+    partial, full = tmp_path / "envtest", tmp_path / "full"
+    for d, names in ((partial, ["kube-apiserver", "etcd"]),
+                     (full, ["kube-apiserver", "kube-controller-manager", "kube-scheduler"])):
+        d.mkdir()
+        for n in names:
+            (d / n).write_text("#!/bin/sh\n")
+            (d / n).chmod(0o755)
+    found = locate(None, env={"KUBEBUILDER_ASSETS": str(partial), "PATH": str(full), "HOME": str(tmp_path)},
+                   build=False)
+    assert found["kube-apiserver"] == full / "kube-apiserver"
+    assert found["etcd"] == partial / "etcd"
+
+
+def test_removed_insecure_port_flags_are_dropped_for_newer_releases():
+    from llmops.sandbox.binaries import parse_minor
+    from llmops.sandbox.controlplane import scheduler_argv
+    assert parse_minor("Kubernetes v1.30.1\n") == 30 and parse_minor("garbage") == 20
+    assert "--insecure-port=0" in apiserver_argv(Path("a"), PORTS, FILES, "10.244.0.1", 20)
+    assert "--insecure-port=0" not in apiserver_argv(Path("a"), PORTS, FILES, "10.244.0.1", 30)
+    assert "--port=0" in scheduler_argv(Path("s"), PORTS, FILES, 20)
+    assert "--port=0" not in scheduler_argv(Path("s"), PORTS, FILES, 30)
+
+
+def test_a_session_releases_the_sandbox_only_when_nobody_else_needs_it(tmp_path):
+    import os
+    import subprocess
+
+    from llmops.sandbox.lifecycle import PINNED_FILE, register_user, release_user
+    register_user(tmp_path, os.getpid())
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        register_user(tmp_path, other.pid)
+        assert not release_user(tmp_path, os.getpid())       # another live session uses it
+    finally:
+        other.kill()
+        other.wait()
+    register_user(tmp_path, os.getpid())
+    assert release_user(tmp_path, os.getpid())              # the other session is gone
+    (tmp_path / PINNED_FILE).touch()
+    register_user(tmp_path, os.getpid())
+    assert not release_user(tmp_path, os.getpid())           # pinned by `llmops sandbox up`

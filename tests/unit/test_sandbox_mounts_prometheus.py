@@ -61,3 +61,8 @@ def test_prometheus_config_scrapes_every_2s_from_the_targets_file():
     cfg = prometheus_config("/s/targets.json")
     assert cfg["global"]["scrape_interval"] == "2s"
     assert cfg["scrape_configs"][0]["file_sd_configs"][0]["files"] == ["/s/targets.json"]
+
+
+def test_llmops_deployment_label_becomes_the_target_label_queries_use():
+    p = pod(metadata={"labels": {"llmops.io/deployment": "chat"}})
+    assert scrape_target(p)["labels"]["llmops_deployment"] == "chat"

@@ -111,3 +111,10 @@ def test_autoscaler_status_is_preserved():
     previous = {"autoscaling": {"desiredReplicas": 3}}
     s = status_of(make(), Observed(workload=workload(ready=2)), previous=previous)
     assert s["autoscaling"] == {"desiredReplicas": 3}
+
+
+def test_conditions_owned_by_the_autoscaler_are_kept():
+    autoscaling = {"type": "Autoscaling", "status": "False", "reason": "MetricsStale", "message": "stale"}
+    s = status_of(make(), Observed(workload=workload(ready=2)), previous={"conditions": [autoscaling]})
+    assert autoscaling in s["conditions"]
+    assert [c["type"] for c in s["conditions"]] == ["Ready", "Progressing", "Degraded", "Autoscaling"]

@@ -77,3 +77,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "llmops.clusterwide" -}}
 {{- if not .Values.operator.watchNamespaces }}true{{- end }}
 {{- end }}
+
+{{/* A map of strings as "key: \"value\"" lines: toYaml leaves values such as 07e35 unquoted,
+     and the API server then reads them as numbers. */}}
+{{- define "llmops.stringMap" -}}
+{{- range $key, $value := . }}
+{{ $key }}: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}

@@ -3,7 +3,6 @@ TTFT, inter-token latency, end-to-end latency percentiles, throughput and errors
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys

@@ -25,13 +25,14 @@ class RequestSpec:
     def path(self) -> str:
         return "/v1/chat/completions" if self.api == "chat" else "/v1/completions"
 
-    def body(self) -> dict:
+    def body(self, sequence: int = 0) -> dict:
         body: dict = {"model": self.model, "max_tokens": self.max_tokens, "stream": self.stream,
                       "ignore_eos": self.ignore_eos, "temperature": 0}
+        prompt = unique_prompt(self.prompt, sequence)
         if self.api == "chat":
-            body["messages"] = [{"role": "user", "content": self.prompt}]
+            body["messages"] = [{"role": "user", "content": prompt}]
         else:
-            body["prompt"] = self.prompt
+            body["prompt"] = prompt
         if self.stream:
             body["stream_options"] = {"include_usage": True}
         return body
@@ -42,13 +43,20 @@ def make_prompt(tokens: int) -> str:
     return ("The quick brown fox jumps over the lazy dog. " * (tokens // 11 + 1))[: tokens * 4]
 
 
+def unique_prompt(prompt: str, sequence: int) -> str:
+    """Start each prompt with its sequence number, same length every time: a real vLLM's
+    prefix cache would otherwise serve the whole prompt from cache and flatter TTFT."""
+    tag = f"{sequence % 10**8:08d} "
+    return tag + prompt[len(tag):] if len(prompt) > len(tag) else prompt
+
+
 async def send(session: aiohttp.ClientSession, base_url: str, spec: RequestSpec, timeout: float,
-               clock=time.perf_counter) -> RequestResult:
+               sequence: int = 0, clock=time.perf_counter) -> RequestResult:
     start = clock()
     result = RequestResult(target=base_url, start=start, end=start, ok=False, prompt_tokens=spec.prompt_tokens)
     try:
         async with asyncio.timeout(timeout):
-            async with session.post(base_url + spec.path(), json=spec.body()) as response:
+            async with session.post(base_url + spec.path(), json=spec.body(sequence)) as response:
                 if response.status != 200:
                     await response.read()
                     result.error = f"http_{response.status}"

@@ -111,10 +111,11 @@ class _Run:
     async def one(self) -> RequestResult | None:
         target = self.targets.next()
         self.launched += 1
+        sequence = self.launched
         if target is None:
             self._failed_now("no_ready_endpoints")
             return None
-        result = await send(self.session, target, self.spec, self.config.timeout)
+        result = await send(self.session, target, self.spec, self.config.timeout, sequence)
         result.phase = self.phase
         self.results.append(result)
         return result

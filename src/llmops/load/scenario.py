@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -69,7 +69,6 @@ class Scenario:
     api: str | None = None
     prompt_tokens: int | None = None
     max_tokens: int | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def duration(self) -> float:

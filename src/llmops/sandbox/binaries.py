@@ -55,7 +55,10 @@ def locate(
     """Paths of kube-apiserver, kube-controller-manager, kube-scheduler and etcd."""
     env = dict(os.environ if env is None else env)
     dirs = candidate_dirs(bin_dir, env)
-    found = {name: find_binary(name, dirs) for name in CONTROL_PLANE}
+    # All three from one directory, so they share a version (envtest's KUBEBUILDER_ASSETS,
+    # for one, has only kube-apiserver and etcd).
+    complete = next((d for d in dirs if all(find_binary(n, [d]) for n in CONTROL_PLANE)), None)
+    found = {name: (find_binary(name, [complete]) if complete else None) for name in CONTROL_PLANE}
     missing = [n for n, p in found.items() if p is None]
     if missing:
         if not build:
@@ -73,6 +76,21 @@ def locate(
     result = {name: path for name, path in found.items() if path is not None}
     result["etcd"] = etcd
     return result
+
+
+def server_minor_version(apiserver: Path) -> int:
+    """Minor version of a kube-apiserver binary ("Kubernetes v1.20.2" -> 20); 20 if unknown."""
+    try:
+        out = subprocess.run([str(apiserver), "--version"], capture_output=True, text=True, timeout=20).stdout
+        return parse_minor(out)
+    except (OSError, subprocess.TimeoutExpired):
+        return 20
+
+
+def parse_minor(version_output: str) -> int:
+    import re
+    m = re.search(r"v1\.(\d+)\.", version_output)
+    return int(m.group(1)) if m else 20
 
 
 def find_prometheus(bin_dir: str | None = None) -> Path | None:

@@ -23,18 +23,41 @@ def _progress(message: str) -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     opts = lifecycle.UpOptions(
         dir=resolve_dir(args.dir), bin_dir=args.bin_dir, nodes_file=args.nodes, images_file=args.images,
-        bridge=args.bridge, pod_cidr=args.pod_cidr, prometheus=not args.no_prometheus,
+        bridge=args.bridge, pod_cidr=args.pod_cidr, prometheus=not args.no_prometheus, pin=True,
     )
+    import ipaddress
+    import re
+    if not re.fullmatch(r"[a-zA-Z][a-zA-Z0-9_]{0,11}", args.bridge):
+        raise _user_error(f"--bridge {args.bridge!r}: must be 1-12 letters/digits/_ (it prefixes namespace names)")
+    try:
+        if ipaddress.ip_network(args.pod_cidr).prefixlen > 24:
+            raise ValueError("too small")
+    except ValueError as exc:
+        raise _user_error(f"--pod-cidr {args.pod_cidr!r}: {exc}; fix: give a private range such as 10.244.0.0/16")
     for flag, path in (("--nodes", args.nodes), ("--images", args.images)):
         if path and not Path(path).is_file():
             raise _user_error(f"{flag} {path}: no such file; fix: pass an existing YAML file")
     try:
         info, started = lifecycle.up(opts, progress=_progress)
     except lifecycle.SandboxError as exc:
-        raise _user_error(f"{exc}\n(logs in {opts.dir}/logs; `llmops sandbox down --dir {opts.dir}` cleans up)")
+        hint = (f"\n(logs in {opts.dir}/logs; `llmops sandbox down --dir {opts.dir}` cleans up)"
+                if (opts.dir / "logs").exists() else "")
+        raise _user_error(f"{exc}{hint}")
     print(f"export KUBECONFIG={info.kubeconfig}")
     if info.prometheus_url:
         print(f"# prometheus: {info.prometheus_url}")
+    return 0
+
+
+def cmd_binaries(args: argparse.Namespace) -> int:
+    from .binaries import MissingBinary, locate
+
+    try:
+        paths = locate(args.bin_dir, progress=_progress)
+    except MissingBinary as exc:
+        raise _user_error(str(exc))
+    for name, path in sorted(paths.items()):
+        print(f"{name}: {path}")
     return 0
 
 
@@ -119,10 +142,16 @@ def register(subparsers) -> None:
                                       " (else $KUBEBUILDER_ASSETS, $PATH, the cache, or build them)")
     up.add_argument("--nodes", help="node file (YAML); default: the shipped 2x4 A100 + 2x1 L4 edge nodes")
     up.add_argument("--images", help="image->command mapping (YAML); default: the shipped images.yaml")
-    up.add_argument("--bridge", default=lifecycle.DEFAULT_BRIDGE, help="host bridge for pod networking")
-    up.add_argument("--pod-cidr", default=lifecycle.DEFAULT_POD_CIDR, help="pod IP range")
+    up.add_argument("--bridge", default=lifecycle.default_bridge(),
+                    help="host bridge for pod networking (default $LLMOPS_SANDBOX_BRIDGE or llmops0)")
+    up.add_argument("--pod-cidr", default=lifecycle.default_pod_cidr(),
+                    help="pod IP range (default $LLMOPS_SANDBOX_POD_CIDR or 10.244.0.0/16)")
     up.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus")
     up.set_defaults(func=cmd_up)
+
+    bins = sub.add_parser("binaries", help="find the control-plane binaries, building them once if missing")
+    bins.add_argument("--bin-dir", help="directory with kube-apiserver, kube-controller-manager, kube-scheduler")
+    bins.set_defaults(func=cmd_binaries)
 
     down = sub.add_parser("down", help="stop everything and remove the state directory (safe if down)")
     _add_dir(down)

@@ -53,8 +53,9 @@ def etcd_argv(etcd: Path, ports: Ports, files: ControlPlaneFiles) -> list[str]:
     ]
 
 
-def apiserver_argv(apiserver: Path, ports: Ports, files: ControlPlaneFiles, gateway_ip: str) -> list[str]:
-    return [
+def apiserver_argv(apiserver: Path, ports: Ports, files: ControlPlaneFiles, gateway_ip: str,
+                   minor: int = 20) -> list[str]:
+    argv = [
         str(apiserver),
         f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
         # 0.0.0.0 so pods (in their own network namespaces) reach it via the bridge gateway.
@@ -83,10 +84,19 @@ def apiserver_argv(apiserver: Path, ports: Ports, files: ControlPlaneFiles, gate
         "--event-ttl=1h",
         "--v=1",
     ]
+    return _without_removed_flags(argv, minor)
 
 
-def controller_manager_argv(binary: Path, ports: Ports, files: ControlPlaneFiles) -> list[str]:
-    return [
+# Insecure-port flags were removed from newer releases (their insecure serving was off by then).
+_REMOVED_FLAGS = {"--insecure-port=0": 24, "--port=0": 23}
+
+
+def _without_removed_flags(argv: list[str], minor: int) -> list[str]:
+    return [a for a in argv if not (a in _REMOVED_FLAGS and minor >= _REMOVED_FLAGS[a])]
+
+
+def controller_manager_argv(binary: Path, ports: Ports, files: ControlPlaneFiles, minor: int = 20) -> list[str]:
+    return _without_removed_flags([
         str(binary),
         f"--kubeconfig={files.kubeconfig}",
         "--controllers=*,-nodeipam",
@@ -106,11 +116,11 @@ def controller_manager_argv(binary: Path, ports: Ports, files: ControlPlaneFiles
         "--concurrent-replicaset-syncs=10",
         "--concurrent-endpoint-syncs=10",
         "--v=1",
-    ]
+    ], minor)
 
 
-def scheduler_argv(binary: Path, ports: Ports, files: ControlPlaneFiles) -> list[str]:
-    return [
+def scheduler_argv(binary: Path, ports: Ports, files: ControlPlaneFiles, minor: int = 20) -> list[str]:
+    return _without_removed_flags([
         str(binary),
         f"--kubeconfig={files.kubeconfig}",
         "--leader-elect=false",
@@ -121,7 +131,7 @@ def scheduler_argv(binary: Path, ports: Ports, files: ControlPlaneFiles) -> list
         "--kube-api-qps=200",
         "--kube-api-burst=400",
         "--v=1",
-    ]
+    ], minor)
 
 
 def kubeconfig_yaml(server: str, ca_cert: Path, token: str, name: str = "llmops-sandbox") -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import shutil
 import signal
 import socket
@@ -12,7 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -32,6 +33,16 @@ Progress = Callable[[str], None]
 
 DEFAULT_BRIDGE = "llmops0"
 DEFAULT_POD_CIDR = "10.244.0.0/16"
+PINNED_FILE = "pinned"     # present: someone asked for this sandbox explicitly; sessions leave it up
+USERS_DIR = "users"        # one file per pytest session using the sandbox, named by its pid
+
+
+def default_bridge() -> str:
+    return os.environ.get("LLMOPS_SANDBOX_BRIDGE") or DEFAULT_BRIDGE
+
+
+def default_pod_cidr() -> str:
+    return os.environ.get("LLMOPS_SANDBOX_POD_CIDR") or DEFAULT_POD_CIDR
 # Stopped in this order: the agent first (it stops pods), etcd last.
 DAEMONS = ("agent", "prometheus", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
 NODE_READY_TIMEOUT = 60.0
@@ -47,10 +58,11 @@ class UpOptions:
     bin_dir: str | None = None
     nodes_file: str | None = None
     images_file: str | None = None
-    bridge: str = DEFAULT_BRIDGE
-    pod_cidr: str = DEFAULT_POD_CIDR
+    bridge: str = field(default_factory=default_bridge)
+    pod_cidr: str = field(default_factory=default_pod_cidr)
     prometheus: bool = True
     build: bool = True
+    pin: bool = False      # `llmops sandbox up` pins; the pytest plugin does not
 
 
 def _no_proxy_opener(ca_file: str | None = None) -> urllib.request.OpenerDirector:
@@ -140,6 +152,8 @@ def up(opts: UpOptions, progress: Progress = print) -> tuple[SandboxInfo, bool]:
 
     if is_up(state):
         info = state.read_info()
+        if opts.pin:
+            (state.root / PINNED_FILE).touch()
         step(f"sandbox already up in {state.root} (kubeconfig {info.kubeconfig}); nothing to do")
         return info, False
     if state.root.exists():
@@ -163,10 +177,13 @@ def up(opts: UpOptions, progress: Progress = print) -> tuple[SandboxInfo, bool]:
         bins = binaries.locate(opts.bin_dir, build=opts.build, progress=step)
     except binaries.MissingBinary as exc:
         raise SandboxError(str(exc)) from exc
-    step(f"using {bins['kube-apiserver'].parent} and {bins['etcd']}")
+    minor = binaries.server_minor_version(bins["kube-apiserver"])
+    step(f"using Kubernetes 1.{minor} from {bins['kube-apiserver'].parent} and {bins['etcd']}")
     prom_bin = binaries.find_prometheus(opts.bin_dir) if opts.prometheus else None
 
     state.create()
+    if opts.pin:
+        (state.root / PINNED_FILE).touch()
     (state.root / "nodes.yaml").write_text(nodes_text)
     (state.root / "images.yaml").write_text(images_text)
     gateway, prefixlen = gateway_for(opts.pod_cidr)
@@ -201,12 +218,12 @@ def up(opts: UpOptions, progress: Progress = print) -> tuple[SandboxInfo, bool]:
         _start(state, "etcd", etcd_argv(bins["etcd"], ports, files))
         _wait_component(state, "etcd", lambda: http_ok(f"http://127.0.0.1:{ports.etcd_client}/health"), 30)
         step(f"starting kube-apiserver on {apiserver_url} (and {gateway}:{ports.apiserver} for pods)")
-        _start(state, "kube-apiserver", apiserver_argv(bins["kube-apiserver"], ports, files, gateway))
+        _start(state, "kube-apiserver", apiserver_argv(bins["kube-apiserver"], ports, files, gateway, minor))
         _wait_component(state, "kube-apiserver",
                         lambda: http_ok(f"{apiserver_url}/readyz", str(pki.ca_cert), pki.admin_token), 60)
         step("starting kube-controller-manager and kube-scheduler")
-        _start(state, "kube-controller-manager", controller_manager_argv(bins["kube-controller-manager"], ports, files))
-        _start(state, "kube-scheduler", scheduler_argv(bins["kube-scheduler"], ports, files))
+        _start(state, "kube-controller-manager", controller_manager_argv(bins["kube-controller-manager"], ports, files, minor))
+        _start(state, "kube-scheduler", scheduler_argv(bins["kube-scheduler"], ports, files, minor))
         step(f"starting the node agent for {len(nodes)} nodes")
         _start(state, "agent", [sys.executable, "-m", "llmops.sandbox.agent", "--dir", str(state.root)])
         if prom_bin is not None:
@@ -343,6 +360,22 @@ def status(root: Path) -> Status:
         if info.prometheus_url and running.get("prometheus"):
             st.prometheus_ready = http_ok(f"{info.prometheus_url}/-/ready")
     return st
+
+
+def register_user(root: Path, pid: int) -> None:
+    users = Path(root) / USERS_DIR
+    users.mkdir(parents=True, exist_ok=True)
+    (users / str(pid)).touch()
+
+
+def release_user(root: Path, pid: int) -> bool:
+    """Forget session pid; True if nobody else needs the sandbox (not pinned, no live user)."""
+    root = Path(root)
+    (root / USERS_DIR / str(pid)).unlink(missing_ok=True)
+    if (root / PINNED_FILE).exists():
+        return False
+    others = [p for p in (root / USERS_DIR).glob("*") if p.name.isdigit() and processes.alive(int(p.name))]
+    return not others
 
 
 def wait_until_up(root: Path, timeout: float) -> SandboxInfo:

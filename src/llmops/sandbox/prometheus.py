@@ -59,6 +59,11 @@ def scrape_target(pod: dict) -> dict | None:
             return None
         port = ports[0]
     labels = {_label_name(k): str(v) for k, v in (meta.get("labels") or {}).items()}
+    deployment = (meta.get("labels") or {}).get("llmops.io/deployment")
+    if deployment:
+        # What the chart's PodMonitor relabelling does: the LLMDeployment's name becomes
+        # `llmops_deployment`, the label the autoscaler's queries select on.
+        labels["llmops_deployment"] = deployment
     labels.update({
         "namespace": meta.get("namespace", ""),
         "pod": meta.get("name", ""),

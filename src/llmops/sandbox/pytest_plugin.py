@@ -4,8 +4,10 @@ Enable with `pytest_plugins = ["llmops.sandbox.pytest_plugin"]` in tests/conftes
 
 - If LLMOPS_TEST_KUBECONFIG is set, that cluster is used as is (kind / e2e path);
   fixtures needing sandbox-only things skip there.
-- Otherwise the local sandbox is brought up once per session (a running one is reused and
-  left running; one started by the session is taken down at the end).
+- Otherwise the local sandbox ($LLMOPS_SANDBOX_DIR, default /tmp/llmops-sandbox; bridge and
+  pod range from $LLMOPS_SANDBOX_BRIDGE / $LLMOPS_SANDBOX_POD_CIDR) is brought up once per
+  session. A running one is reused and left running; one the session started is taken down
+  at the end unless `llmops sandbox up` pinned it or another pytest session still uses it.
 
 Fixtures: `sandbox` (SandboxHandle), `kubeconfig` (path), `api_client` (kubernetes ApiClient),
 `namespace` (fresh per test, deleted after).
@@ -91,16 +93,18 @@ def sandbox() -> SandboxHandle:
         pytest.skip("the llmops sandbox needs root (network namespaces); "
                     f"or set {FOREIGN_KUBECONFIG_ENV} to use an existing cluster")
     root = resolve_dir()
-    was_up = lifecycle.is_up(StateDir(root))
     try:
-        info, _ = lifecycle.up(lifecycle.UpOptions(dir=root),
-                               progress=lambda m: print(f"sandbox: {m}", file=sys.stderr, flush=True))
+        info, started = lifecycle.up(lifecycle.UpOptions(dir=root),
+                                     progress=lambda m: print(f"sandbox: {m}", file=sys.stderr, flush=True))
     except lifecycle.SandboxError as exc:
         pytest.fail(f"could not start the llmops sandbox: {exc}", pytrace=False)
+    lifecycle.register_user(root, os.getpid())
     try:
         yield SandboxHandle(kubeconfig=info.kubeconfig, is_sandbox=True, dir=root)
     finally:
-        if not was_up:
+        # Only a sandbox this session started goes down, and only if nobody pinned it
+        # (`llmops sandbox up`) or joined it (another pytest session) meanwhile.
+        if lifecycle.release_user(root, os.getpid()) and started:
             lifecycle.down(root, progress=lambda m: None)
 
 

@@ -184,7 +184,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def parse_max_model_len(value: str) -> int:
-    """vLLM accepts 4096, 32k, 1m (k=1000? vLLM uses k=1024 for 'K' and 1000 for 'k')."""
+    """Like vLLM: 4096, or a suffix where lowercase is decimal (32k = 32000) and
+    uppercase binary (32K = 32768)."""
     text = value.strip()
     multipliers = {"k": 1000, "K": 1024, "m": 1_000_000, "M": 1024 * 1024}
     if text and text[-1] in multipliers:

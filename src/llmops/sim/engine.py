@@ -15,7 +15,6 @@ wake-up jitter does not accumulate. Timestamps written to metrics are these step
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -86,7 +85,6 @@ class Engine:
         self.stats = StepStats()
         self._work = asyncio.Event()
         self._wake_bias = 0.0
-        self._ids = itertools.count()
         self.prompt_tokens_total = 0
         self.generation_tokens_total = 0
 

@@ -48,17 +48,35 @@ def install_crd(api: client.ApiClient, timeout: float = 30) -> None:
 
 @dataclass
 class OperatorProcess:
-    process: subprocess.Popen
+    cmd: list[str]
     metrics_port: int
     health_port: int
     log_path: Path
+    process: Optional[subprocess.Popen] = None
+
+    def start(self, timeout: float = 60) -> None:
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT,
+                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = self.process
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"operator exited with {proc.returncode}:\n{self.log_tail()}")
+            return _healthy(self.health_port)
+
+        wait_for(up, timeout, f"operator did not report healthy within {timeout}s")
+
+    def restart(self, timeout: float = 60) -> None:
+        self.stop()
+        self.start(timeout)
 
     def metrics_text(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
             return r.read().decode()
 
     def stop(self, timeout: float = 20) -> None:
-        if self.process.poll() is None:
+        if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout)
@@ -85,14 +103,6 @@ def start_operator(kubeconfig: str, log_path: Path, prometheus_url: Optional[str
            "--metrics-port", str(metrics_port), "--health-port", str(health_port), *extra_args]
     if prometheus_url:
         cmd += ["--prometheus-url", prometheus_url]
-    log = open(log_path, "ab")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    op = OperatorProcess(proc, metrics_port, health_port, log_path)
-
-    def up() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"operator exited with {proc.returncode}:\n{op.log_tail()}")
-        return _healthy(health_port)
-
-    wait_for(up, timeout, f"operator did not report healthy within {timeout}s")
+    op = OperatorProcess(cmd, metrics_port, health_port, log_path)
+    op.start(timeout)
     return op

@@ -1,0 +1,103 @@
+"""Glue between the operator and the policy: count replicas, evaluate, write the result.
+
+The only writes are `spec.replicas` through the /scale subresource (the same path HPA/KEDA
+use, so the LLMDeployment stays the one owner of the replica count) and `status`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from llmops.api.autoscaling import AutoscalingSpec
+from llmops.autoscale.evaluate import Evaluation, ReplicaCounts, evaluate_once, evaluation_due
+from llmops.autoscale.prometheus import PrometheusClient
+from llmops.kube import Kube
+from llmops.render.meta import DEPLOYMENT_LABEL
+
+WAKE_ANNOTATION = "llmops.io/wake"
+
+
+def count_replicas(current: int, pods: list[dict[str, Any]]) -> ReplicaCounts:
+    """Ready pods are capacity; pods that exist but are not Ready (scheduling, loading the
+    model) are 'starting'; terminating pods are neither."""
+    ready = starting = 0
+    for pod in pods:
+        if pod.get("metadata", {}).get("deletionTimestamp"):
+            continue
+        status = pod.get("status") or {}
+        if status.get("phase") in ("Succeeded", "Failed"):
+            continue
+        is_ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+        if is_ready:
+            ready += 1
+        else:
+            starting += 1
+    return ReplicaCounts(current=current, ready=ready, starting=starting)
+
+
+def upsert_condition(conditions: list[dict[str, Any]], new: dict[str, Any], now: str) -> list[dict[str, Any]]:
+    """Replace the condition of new['type'], keeping its transition time if status is unchanged."""
+    old = next((c for c in conditions if c.get("type") == new["type"]), None)
+    since = old.get("lastTransitionTime") if old and old.get("status") == new["status"] else now
+    merged = {**{k: v for k, v in new.items() if v != ""}, "lastTransitionTime": since or now}
+    return [c for c in conditions if c.get("type") != new["type"]] + [merged]
+
+
+@dataclass(frozen=True)
+class Scaled:
+    evaluation: Evaluation
+    scaled_from: int
+    scaled_to: int
+
+
+def _rfc3339(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+async def autoscale_once(
+    kube: Kube,
+    prometheus: Optional[PrometheusClient],
+    body: dict[str, Any],
+    now: float,
+) -> Optional[Evaluation | Scaled]:
+    """Evaluate one LLMDeployment if a decision is due; scale and record. None = not due."""
+    meta, spec, status = body["metadata"], body["spec"], body.get("status") or {}
+    policy = AutoscalingSpec.model_validate(spec["autoscaling"])
+    previous = status.get("autoscaling")
+    if not evaluation_due(policy, previous, now):
+        return None
+    name, namespace = meta["name"], meta["namespace"]
+    current = int(spec.get("replicas", 0))
+    if prometheus is None:
+        condition = {"type": "Autoscaling", "status": "False", "reason": "PrometheusNotConfigured",
+                     "message": "the operator has no Prometheus URL (--prometheus-url); replicas are held"}
+        await asyncio.to_thread(
+            kube.patch_llmdeployment_status, name, namespace,
+            {"conditions": upsert_condition(status.get("conditions") or [], condition, _rfc3339(now))},
+        )
+        return None
+
+    pods = await asyncio.to_thread(kube.list_pods, namespace, f"{DEPLOYMENT_LABEL}={name}")
+    evaluation = await evaluate_once(
+        prometheus,
+        namespace=namespace,
+        name=name,
+        spec=policy,
+        replicas=count_replicas(current, pods),
+        previous_status=previous,
+        now=now,
+        wake_annotation=(meta.get("annotations") or {}).get(WAKE_ANNOTATION),
+    )
+    if evaluation.desired_replicas != current:
+        await asyncio.to_thread(kube.scale_llmdeployment, name, namespace, evaluation.desired_replicas)
+    conditions = upsert_condition(status.get("conditions") or [], evaluation.condition, _rfc3339(now))
+    await asyncio.to_thread(
+        kube.patch_llmdeployment_status, name, namespace,
+        {"autoscaling": evaluation.status, "conditions": conditions},
+    )
+    if evaluation.desired_replicas != current:
+        return Scaled(evaluation, current, evaluation.desired_replicas)
+    return evaluation

@@ -1,1 +1,0 @@
-pytest_plugins = ["llmops.sandbox.pytest_plugin"]
