@@ -142,16 +142,20 @@ def _owner_of(labels: dict[str, str]) -> str | None:
 
 @kopf.on.event("apps", "v1", "deployments", labels=OWNED)
 @kopf.on.event("", "v1", "services", labels=OWNED)
-def on_child(event: dict[str, Any], labels: dict[str, str], namespace: str, memo: kopf.Memo, **_: Any) -> None:
-    owner = _owner_of(labels)
-    if not owner:
+def on_child(event: dict[str, Any], body: kopf.Body, labels: dict[str, str], namespace: str,
+             memo: kopf.Memo, **_: Any) -> None:
+    owner_name = _owner_of(labels)
+    if not owner_name:
         return
-    if event.get("type") == "DELETED":
-        body = memo.kube.get_llmdeployment(owner, namespace)
-        if body and not body["metadata"].get("deletionTimestamp"):
-            _reconcile(kopf.Body(body), memo, "child-deleted")
+    owner = memo.kube.get_llmdeployment(owner_name, namespace)
+    if owner is None or owner["metadata"].get("deletionTimestamp"):
         return
-    refresh_status(memo.kube, owner, namespace)
+    replicas_edited = body.get("kind") == "Deployment" and body.get("spec", {}).get("replicas") != owner["spec"].get("replicas")
+    if event.get("type") == "DELETED" or replicas_edited:
+        # Put the child back now rather than at the next drift check.
+        _reconcile(kopf.Body(owner), memo, "child-changed")
+    else:
+        refresh_status(memo.kube, owner_name, namespace)
 
 
 @kopf.on.event("", "v1", "pods", labels=OWNED)

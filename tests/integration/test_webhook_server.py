@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import ssl
+import urllib.error
 import urllib.request
 import uuid
 

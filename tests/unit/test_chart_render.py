@@ -98,15 +98,15 @@ def test_without_webhook_no_server_flags_certificate_or_configuration():
 # (apiGroup, resource) -> verbs: every call the operator makes (see templates/rbac.yaml for which).
 EXPECTED_NAMESPACED = {
     ("llmops.io", "llmdeployments"): {"get", "list", "watch", "patch"},
-    ("llmops.io", "llmdeployments/status"): {"get", "patch"},
-    ("llmops.io", "llmdeployments/scale"): {"get", "patch", "update"},
+    ("llmops.io", "llmdeployments/status"): {"patch"},
+    ("llmops.io", "llmdeployments/scale"): {"patch"},
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch"},
     ("", "services"): {"get", "list", "watch", "create", "patch"},
     ("policy", "poddisruptionbudgets"): {"get", "create", "patch"},
     ("", "pods"): {"list", "watch"},
     ("", "events"): {"create"},
 }
-EXPECTED_CLUSTER = {("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"}}
+EXPECTED_CLUSTER = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
 
 
 def grants(role) -> dict[tuple[str, str], set[str]]:
@@ -141,7 +141,7 @@ def test_namespaced_mode_grants_namespaced_access_only_in_watched_namespaces():
     docs = render(COMBINATIONS["namespaced"])
     cluster_role = one(docs, "ClusterRole")
     # Kopf lists namespaces when it watches named ones; nothing namespaced is granted cluster-wide.
-    assert grants(cluster_role) == EXPECTED_CLUSTER | {("", "namespaces"): {"get", "list", "watch"}}
+    assert grants(cluster_role) == EXPECTED_CLUSTER | {("", "namespaces"): {"list", "watch"}}
     roles = by_kind(docs, "Role")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     for role in roles:

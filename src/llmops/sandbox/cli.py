@@ -149,6 +149,10 @@ def register(subparsers) -> None:
     up.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus")
     up.set_defaults(func=cmd_up)
 
+    from .demo import register as register_demo
+
+    register_demo(sub)
+
     bins = sub.add_parser("binaries", help="find the control-plane binaries, building them once if missing")
     bins.add_argument("--bin-dir", help="directory with kube-apiserver, kube-controller-manager, kube-scheduler")
     bins.set_defaults(func=cmd_binaries)
