@@ -145,7 +145,9 @@ def _owner_of(labels: dict[str, str]) -> str | None:
 def on_child(event: dict[str, Any], body: kopf.Body, labels: dict[str, str], namespace: str,
              memo: kopf.Memo, **_: Any) -> None:
     owner_name = _owner_of(labels)
-    if not owner_name:
+    # ADDED: we just created it (or the operator is starting, which resume handles);
+    # a Service only matters when it disappears.
+    if not owner_name or event.get("type") == "ADDED" or (body.get("kind") == "Service" and event.get("type") != "DELETED"):
         return
     owner = memo.kube.get_llmdeployment(owner_name, namespace)
     if owner is None or owner["metadata"].get("deletionTimestamp"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import socket
 import ssl
 import urllib.error
 import urllib.request
@@ -19,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from llmops import webhook
 from llmops.sandbox.certs import make_ca, make_serving_cert
 from llmops.testing.operator import free_port, start_operator
+from llmops.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -45,6 +47,16 @@ def served(kubeconfig, crd_installed, namespace, tmp_path):
         "--namespace", namespace, "--webhook-port", str(port), "--webhook-cert-dir", str(certs),
         "--webhook-addr", "127.0.0.1"))
     context = ssl.create_default_context(cadata=ca.public_bytes(serialization.Encoding.PEM).decode())
+
+    def listening() -> bool:
+        # /healthz answers as soon as Kopf runs; its webhook server binds a moment later.
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    wait_for(listening, 30, f"the webhook server is not listening on 127.0.0.1:{port}")
     yield port, context, namespace, op
     op.stop()
 
