@@ -52,7 +52,8 @@ CLUSTER_READY=0
 say() { printf '[kind-e2e %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
 
-usage() { sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+# The header comment above, without the '#'.
+usage() { awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "${BASH_SOURCE[0]}"; }
 
 parse_args() {
   while (($#)); do
@@ -70,7 +71,9 @@ parse_args() {
 
 # --- prerequisites -------------------------------------------------------------------------
 
-SUDO=()
+# Route changes need root: sudo unless we are root.
+as_root() { if ((EUID == 0)); then "$@"; else sudo "$@"; fi; }
+
 require_tool() {
   local tool=$1 hint=$2
   command -v "$tool" >/dev/null 2>&1 || die "'$tool' is not installed: $hint"
@@ -87,7 +90,6 @@ check_prerequisites() {
   docker info >/dev/null 2>&1 || die "cannot talk to the Docker daemon (is it running, and may $(id -un) use it?)"
   if ((EUID != 0)); then
     require_tool sudo "run as root, or install sudo: the host routes to pod IPs need root"
-    SUDO=(sudo)
   fi
 }
 
@@ -109,18 +111,18 @@ cluster_exists() { kind get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; }
 
 create_or_reuse_cluster() {
   mkdir -p "$STATE_DIR"
+  # Everything below talks to this cluster only (never to the user's current context), and
+  # from here on a failure is worth collecting logs for.
+  export KUBECONFIG="$KUBECONFIG_FILE"
+  CLUSTER_READY=1
   if cluster_exists; then
     say "reusing kind cluster $CLUSTER_NAME"
     kind get kubeconfig --name "$CLUSTER_NAME" >"$KUBECONFIG_FILE"
   else
     say "creating kind cluster $CLUSTER_NAME (1 control plane, 4 workers; takes 1-2 minutes)"
-    local image_args=()
-    [[ -n "$NODE_IMAGE" ]] && image_args=(--image "$NODE_IMAGE")
     kind create cluster --name "$CLUSTER_NAME" --config "$KIND_DIR/kind-config.yaml" \
-      --kubeconfig "$KUBECONFIG_FILE" --wait 180s "${image_args[@]}"
+      --kubeconfig "$KUBECONFIG_FILE" --wait 180s ${NODE_IMAGE:+--image "$NODE_IMAGE"}
   fi
-  export KUBECONFIG="$KUBECONFIG_FILE"
-  CLUSTER_READY=1
   say "waiting for all nodes to be Ready"
   kubectl wait --for=condition=Ready nodes --all --timeout="$WAIT_TIMEOUT" >/dev/null
 }
@@ -194,14 +196,14 @@ build_images() {
     return
   fi
   say "building $OPERATOR_IMAGE (operator/Dockerfile)"
-  docker build -q -f "$REPO_ROOT/operator/Dockerfile" -t "$OPERATOR_IMAGE" "$REPO_ROOT" >/dev/null
+  docker build -f "$REPO_ROOT/operator/Dockerfile" -t "$OPERATOR_IMAGE" "$REPO_ROOT" >&2
   say "building $SIM_IMAGE (e2e/images/vllm-sim/Dockerfile)"
-  docker build -q -f "$REPO_ROOT/e2e/images/vllm-sim/Dockerfile" -t "$SIM_IMAGE" "$REPO_ROOT" >/dev/null
+  docker build -f "$REPO_ROOT/e2e/images/vllm-sim/Dockerfile" -t "$SIM_IMAGE" "$REPO_ROOT" >&2
 }
 
 load_images() {
   say "loading both images into the kind nodes"
-  kind load docker-image --name "$CLUSTER_NAME" "$OPERATOR_IMAGE" "$SIM_IMAGE" >/dev/null
+  kind load docker-image --name "$CLUSTER_NAME" "$OPERATOR_IMAGE" "$SIM_IMAGE" >&2
   say "pushing $SIM_IMAGE to the local registry (resolves the :latest tag for the nodes)"
   local mirrored="localhost:$REGISTRY_PORT/$SIM_IMAGE"
   docker tag "$SIM_IMAGE" "$mirrored"
@@ -220,12 +222,11 @@ install_prometheus() {
   kubectl -n "$PROMETHEUS_NAMESPACE" rollout status deployment/prometheus --timeout="$WAIT_TIMEOUT" >/dev/null
 }
 
-install_operator() {
-  local values="$STATE_DIR/operator-values.yaml" image_id
-  image_id=$(docker image inspect -f '{{.Id}}' "$OPERATOR_IMAGE")
+# The chart values for the e2e operator; $1 is the operator image's ID.
+operator_values() {
   # The image-id annotation makes `helm upgrade` roll the operator when the image is rebuilt
   # under the same tag (IfNotPresent would keep the old one running).
-  cat >"$values" <<EOF
+  cat <<EOF
 image:
   repository: $OPERATOR_IMAGE_REPO
   tag: $OPERATOR_IMAGE_TAG
@@ -234,8 +235,13 @@ operator:
   prometheusUrl: $PROMETHEUS_IN_CLUSTER_URL
   verbose: true
   podAnnotations:
-    llmops.io/e2e-image-id: "$image_id"
+    llmops.io/e2e-image-id: "$1"
 EOF
+}
+
+install_operator() {
+  local values="$STATE_DIR/operator-values.yaml"
+  operator_values "$(docker image inspect -f '{{.Id}}' "$OPERATOR_IMAGE")" >"$values"
   say "installing the operator with the Helm chart (release $RELEASE, namespace $OPERATOR_NAMESPACE)"
   helm upgrade --install "$RELEASE" "$REPO_ROOT/charts/llmops" --namespace "$OPERATOR_NAMESPACE" \
     --create-namespace -f "$values" >/dev/null
@@ -267,27 +273,27 @@ EOF
 
 # --- host routes to pod IPs ----------------------------------------------------------------
 
-# "<node> <podCIDR> <InternalIP>" per node.
+# "<node>,<podCIDR>,<InternalIP>" per node (commas: an empty field stays a field).
 node_routes() {
-  kubectl get nodes -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.spec.podCIDR}{" "}{.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}'
+  kubectl get nodes -o jsonpath='{range .items[*]}{.metadata.name}{","}{.spec.podCIDR}{","}{.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}'
 }
 
 add_routes() {
   local node cidr ip current
   touch "$ROUTES_FILE"
-  while read -r node cidr ip; do
+  while IFS=, read -r node cidr ip; do
     [[ -n "$node" ]] || continue
     [[ -n "$cidr" && -n "$ip" ]] || die "node $node has no podCIDR or InternalIP ('$cidr' '$ip')"
     current=$(ip route show exact "$cidr")
     if [[ -z "$current" ]]; then
       say "route $cidr via $ip ($node)"
-      "${SUDO[@]}" ip route add "$cidr" via "$ip"
+      as_root ip route add "$cidr" via "$ip"
       echo "$cidr $ip" >>"$ROUTES_FILE"
     elif [[ "$current" == *"via $ip "* ]]; then
       :   # already there
     elif grep -q "^$cidr " "$ROUTES_FILE"; then
       say "route $cidr via $ip ($node) replaces one left by an earlier run"
-      "${SUDO[@]}" ip route replace "$cidr" via "$ip"
+      as_root ip route replace "$cidr" via "$ip"
       echo "$cidr $ip" >>"$ROUTES_FILE"
     else
       die "the host already routes $cidr elsewhere ($current); remove that route or change networking.podSubnet in kind-config.yaml"
@@ -302,7 +308,7 @@ remove_routes() {
     [[ -n "$cidr" ]] || continue
     if [[ "$(ip route show exact "$cidr")" == *"via $ip "* ]]; then
       say "removing route $cidr via $ip"
-      "${SUDO[@]}" ip route del "$cidr" via "$ip" || true
+      as_root ip route del "$cidr" via "$ip" || true
     fi
   done <"$ROUTES_FILE"
   rm -f "$ROUTES_FILE"
@@ -316,16 +322,21 @@ control_plane_ip() {
 # Prometheus through its NodePort (what the tests use) and directly at its pod IP (what the
 # load generator does with vLLM pods): both must answer before the scenarios start.
 check_reachability() {
-  local prom_pod_ip deadline=$((SECONDS + 60))
+  local prom_pod_ip="" deadline=$((SECONDS + 60))
   PROMETHEUS_URL="http://$(control_plane_ip):$PROMETHEUS_NODE_PORT"
-  prom_pod_ip=$(kubectl -n "$PROMETHEUS_NAMESPACE" get pods -l app.kubernetes.io/name=prometheus \
-    --field-selector=status.phase=Running -o jsonpath='{.items[0].status.podIP}')
-  say "checking the host reaches Prometheus at $PROMETHEUS_URL and at its pod IP $prom_pod_ip"
-  until curl -sf --max-time 3 "$PROMETHEUS_URL/-/ready" >/dev/null \
+  say "checking the host reaches Prometheus at $PROMETHEUS_URL and directly at its pod IP"
+  until prom_pod_ip=$(prometheus_pod_ip) && [[ -n "$prom_pod_ip" ]] \
+    && curl -sf --max-time 3 "$PROMETHEUS_URL/-/ready" >/dev/null \
     && curl -sf --max-time 3 "http://$prom_pod_ip:9090/-/ready" >/dev/null; do
-    ((SECONDS < deadline)) || die "the host cannot reach $PROMETHEUS_URL or http://$prom_pod_ip:9090 (routes: $(ip route | grep -c ' via ') via-routes; is a firewall dropping traffic to the kind network?)"
+    ((SECONDS < deadline)) || die "the host cannot reach $PROMETHEUS_URL or Prometheus' pod IP '$prom_pod_ip' within 60s (see 'ip route'; is a firewall dropping traffic to the kind network?)"
     sleep 2
   done
+}
+
+prometheus_pod_ip() {
+  kubectl -n "$PROMETHEUS_NAMESPACE" get pods -l app.kubernetes.io/name=prometheus \
+    -o jsonpath='{range .items[?(@.status.phase=="Running")]}{.metadata.deletionTimestamp}{" "}{.status.podIP}{"\n"}{end}' \
+    | awk 'NF == 1 {print $1; exit}'
 }
 
 # --- tests, logs, teardown -----------------------------------------------------------------
@@ -351,8 +362,9 @@ collect_logs() {
   kubectl -n "$OPERATOR_NAMESPACE" logs "deployment/$OPERATOR_DEPLOYMENT" --previous --tail=-1 \
     >"$LOG_DIR/operator-previous.log" 2>&1 || true
   kubectl -n "$PROMETHEUS_NAMESPACE" logs deployment/prometheus --tail=-1 >"$LOG_DIR/prometheus.log" 2>&1 || true
-  [[ -n "${PROMETHEUS_URL:-}" ]] \
-    && curl -sf --max-time 5 "$PROMETHEUS_URL/api/v1/targets" >"$LOG_DIR/prometheus-targets.json" 2>&1 || true
+  if [[ -n "${PROMETHEUS_URL:-}" ]]; then
+    curl -sf --max-time 5 "$PROMETHEUS_URL/api/v1/targets" >"$LOG_DIR/prometheus-targets.json" 2>&1 || true
+  fi
   helm status "$RELEASE" --namespace "$OPERATOR_NAMESPACE" >"$LOG_DIR/helm-status.txt" 2>&1 || true
   ip route >"$LOG_DIR/host-routes.txt" 2>&1 || true
   kind export logs --name "$CLUSTER_NAME" "$LOG_DIR/kind" >/dev/null 2>&1 || true
@@ -408,4 +420,7 @@ main() {
   run_tests
 }
 
-main "$@"
+# Sourcing the file (tests) defines the functions without running anything.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  main "$@"
+fi
