@@ -33,3 +33,10 @@ def e2e_operator(kubeconfig, api_client, prometheus_url, tmp_path_factory):
     op = start_operator(str(kubeconfig), log, prometheus_url=prometheus_url)
     yield op
     op.stop()
+
+
+@pytest.fixture
+def apps_api(api_client):
+    from kubernetes import client
+
+    return client.AppsV1Api(api_client)

@@ -119,7 +119,7 @@ create_or_reuse_cluster() {
     say "reusing kind cluster $CLUSTER_NAME"
     kind get kubeconfig --name "$CLUSTER_NAME" >"$KUBECONFIG_FILE"
   else
-    say "creating kind cluster $CLUSTER_NAME (1 control plane, 4 workers; takes 1-2 minutes)"
+    say "creating kind cluster $CLUSTER_NAME (1 control plane, 6 workers; takes 1-2 minutes)"
     kind create cluster --name "$CLUSTER_NAME" --config "$KIND_DIR/kind-config.yaml" \
       --kubeconfig "$KUBECONFIG_FILE" --wait 180s ${NODE_IMAGE:+--image "$NODE_IMAGE"}
   fi
@@ -183,8 +183,8 @@ check_nodes() {
   dc=$(kubectl get nodes -l 'nvidia.com/gpu.product=NVIDIA-A100-SXM4-80GB,!llmops.io/edge' -o name | wc -l)
   edge=$(kubectl get nodes -l 'llmops.io/edge=true,node-role.kubernetes.io/edge,nvidia.com/gpu.product=NVIDIA-L4' -o name | wc -l)
   tainted=$(kubectl get nodes -o jsonpath='{range .items[*].spec.taints[?(@.key=="llmops.io/edge")]}{.effect}{"\n"}{end}' | grep -cx NoSchedule || true)
-  [[ "$dc" == 2 && "$edge" == 2 && "$tainted" == 2 ]] \
-    || die "expected 2 datacenter and 2 tainted edge GPU workers, found $dc datacenter, $edge edge, $tainted tainted (was the cluster made from another config? run --down first)"
+  [[ "$dc" == 2 && "$edge" == 4 && "$tainted" == 4 ]] \
+    || die "expected 2 datacenter and 4 tainted edge GPU workers (2 sites x 2), found $dc datacenter, $edge edge, $tainted tainted (was the cluster made from another config? run --down first)"
 }
 
 # --- images --------------------------------------------------------------------------------

@@ -60,8 +60,15 @@ def cmd_render(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 1
-    caps = ClusterCapabilities(pdb_api_version=args.pdb_api_version)
-    children = [c for d in deployments for c in render_children(d, resolve_sharding(d), caps)]
+    caps = ClusterCapabilities(pdb_api_version=args.pdb_api_version, leader_worker_set=args.leader_worker_set)
+    children = []
+    for d in deployments:
+        sharding, problems = resolve_sharding(d)
+        if sharding is None:
+            for problem in problems:
+                print(f"{d.name}: {problem}", file=sys.stderr)
+            return 1
+        children += render_children(d, sharding, caps)
     yaml.safe_dump_all(children, sys.stdout, sort_keys=False)
     return 0
 
@@ -87,6 +94,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("render", help="print the Kubernetes objects an LLMDeployment becomes")
     p.add_argument("-f", "--file", required=True, help="manifest file ('-' for stdin)")
     p.add_argument("--pdb-api-version", default="policy/v1", choices=["policy/v1", "policy/v1beta1"])
+    p.add_argument("--leader-worker-set", action="store_true",
+                   help="render multi-node replicas as LeaderWorkerSets (as on clusters with the LWS CRD)")
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("crds", help="print the LLMDeployment CustomResourceDefinition")

@@ -18,6 +18,7 @@ from llmops.api.v1alpha1 import GROUP, PLURAL, VERSION
 from llmops.autoscale.actuator import Scaled, autoscale_once
 from llmops.autoscale.prometheus import PrometheusClient
 from llmops.kube import Kube, load_api_client
+from llmops.inventory import GPUNode
 from llmops.reconcile import Note, reconcile, refresh_status
 from llmops.render.meta import DEPLOYMENT_LABEL, MANAGED_BY
 
@@ -71,16 +72,26 @@ def login(**_: Any) -> kopf.ConnectionInfo:
     )
 
 
+@kopf.index("", "v1", "nodes")
+def gpu_nodes(name: str, labels: kopf.Labels, spec: kopf.Spec, status: kopf.Status, **_: Any) -> dict[str, GPUNode]:
+    """The cluster's nodes as the planner sees them (GPU product, count, taints)."""
+    return {name: GPUNode.from_node(name, dict(labels), dict(spec), dict(status))}
+
+
+def _nodes(index: kopf.Index) -> list[GPUNode]:
+    return [node for store in index.values() for node in store]
+
+
 def _post(body: Any, notes: list[Note]) -> None:
     # kopf.event posts regardless of settings.posting.level (which only filters log lines).
     for note in notes:
         kopf.event(body, type=note.type, reason=note.reason, message=note.message)
 
 
-def _reconcile(body: kopf.Body, memo: kopf.Memo, trigger: str) -> None:
+def _reconcile(body: kopf.Body, memo: kopf.Memo, trigger: str, nodes: kopf.Index) -> None:
     started = time.perf_counter()
     try:
-        outcome = reconcile(memo.kube, dict(body), memo.capabilities)
+        outcome = reconcile(memo.kube, dict(body), memo.capabilities, _nodes(nodes))
     except Exception:
         metrics.RECONCILE_ERRORS.labels(trigger).inc()
         raise
@@ -96,13 +107,13 @@ def _reconcile(body: kopf.Body, memo: kopf.Memo, trigger: str) -> None:
 @kopf.on.resume(GROUP, VERSION, PLURAL, backoff=10)
 @kopf.on.create(GROUP, VERSION, PLURAL, backoff=10)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", backoff=10)
-def on_spec(body: kopf.Body, memo: kopf.Memo, reason: str, **_: Any) -> None:
-    _reconcile(body, memo, str(reason))
+def on_spec(body: kopf.Body, memo: kopf.Memo, reason: str, gpu_nodes: kopf.Index, **_: Any) -> None:
+    _reconcile(body, memo, str(reason), gpu_nodes)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_CHECK_SECONDS, initial_delay=DRIFT_CHECK_SECONDS)
-def drift_check(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    _reconcile(body, memo, "drift")
+def drift_check(body: kopf.Body, memo: kopf.Memo, gpu_nodes: kopf.Index, **_: Any) -> None:
+    _reconcile(body, memo, "drift", gpu_nodes)
 
 
 @kopf.on.cleanup()
@@ -141,9 +152,10 @@ def _owner_of(labels: dict[str, str]) -> str | None:
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=OWNED)
+@kopf.on.event("apps", "v1", "statefulsets", labels=OWNED)
 @kopf.on.event("", "v1", "services", labels=OWNED)
 def on_child(event: dict[str, Any], body: kopf.Body, labels: dict[str, str], namespace: str,
-             memo: kopf.Memo, **_: Any) -> None:
+             memo: kopf.Memo, gpu_nodes: kopf.Index, **_: Any) -> None:
     owner_name = _owner_of(labels)
     # ADDED: we just created it (or the operator is starting, which resume handles);
     # a Service only matters when it disappears.
@@ -152,16 +164,26 @@ def on_child(event: dict[str, Any], body: kopf.Body, labels: dict[str, str], nam
     owner = memo.kube.get_llmdeployment(owner_name, namespace)
     if owner is None or owner["metadata"].get("deletionTimestamp"):
         return
-    replicas_edited = body.get("kind") == "Deployment" and body.get("spec", {}).get("replicas") != owner["spec"].get("replicas")
+    # The workload whose replicas mirror spec.replicas: the Deployment, or the groups' leader set.
+    mirrors_replicas = body.get("kind") == "Deployment" or body["metadata"]["name"] == f"{owner_name}-leader"
+    replicas_edited = mirrors_replicas and body.get("spec", {}).get("replicas") != owner["spec"].get("replicas")
     if event.get("type") == "DELETED" or replicas_edited:
         # Put the child back now rather than at the next drift check.
-        _reconcile(kopf.Body(owner), memo, "child-changed")
+        _reconcile(kopf.Body(owner), memo, "child-changed", gpu_nodes)
     else:
-        refresh_status(memo.kube, owner_name, namespace)
+        _refresh(memo, owner_name, namespace, gpu_nodes)
 
 
 @kopf.on.event("", "v1", "pods", labels=OWNED)
-def on_pod(labels: dict[str, str], namespace: str, memo: kopf.Memo, **_: Any) -> None:
+def on_pod(labels: dict[str, str], namespace: str, memo: kopf.Memo, gpu_nodes: kopf.Index, **_: Any) -> None:
     owner = _owner_of(labels)
     if owner:
-        refresh_status(memo.kube, owner, namespace)
+        _refresh(memo, owner, namespace, gpu_nodes)
+
+
+def _refresh(memo: kopf.Memo, name: str, namespace: str, nodes: kopf.Index) -> None:
+    _, notes = refresh_status(memo.kube, name, namespace, memo.capabilities, _nodes(nodes))
+    if notes:
+        owner = memo.kube.get_llmdeployment(name, namespace)
+        if owner:
+            _post(owner, notes)

@@ -100,6 +100,26 @@ class Kube:
         pods = client.CoreV1Api(self.api).list_namespaced_pod(namespace, label_selector=selector)
         return [self.api.sanitize_for_serialization(p) for p in pods.items]
 
+    def set_pod_condition(self, namespace: str, name: str, condition: dict[str, Any]) -> None:
+        """Strategic merge keyed by condition type: the kubelet's conditions stay untouched."""
+        client.CoreV1Api(self.api).patch_namespaced_pod_status(
+            name, namespace, {"status": {"conditions": [condition]}},
+            _content_type="application/strategic-merge-patch+json",
+        )
+
+    def annotate_pod(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        client.CoreV1Api(self.api).patch_namespaced_pod(name, namespace, {"metadata": {"annotations": annotations}})
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        try:
+            client.CoreV1Api(self.api).delete_namespaced_pod(name, namespace, _preload_content=False)
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def list_nodes(self) -> list[dict[str, Any]]:
+        return [self.api.sanitize_for_serialization(n) for n in client.CoreV1Api(self.api).list_node().items]
+
     # -- discovery ----------------------------------------------------------------------
 
     def discover_capabilities(self) -> ClusterCapabilities:

@@ -8,11 +8,21 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from llmops.api.v1alpha1 import LLMDeployment
+from llmops.groups import MEMBERS_ANNOTATION, Restart, SetGate, plan_group_actions
+from llmops.inventory import GPUNode, inventory_or_none
 from llmops.kube import Kube
+from llmops.planner import plan_deployment
 from llmops.render import ClusterCapabilities, ResolvedSharding, render_children
-from llmops.render.meta import selector_string
+from llmops.render.group import GROUP_READY_GATE, leader_set_name
+from llmops.render.meta import DEPLOYMENT_LABEL, selector_string
 from llmops.status import Observed, compute_status, status_changed
 from llmops.validation import InvalidManifest, validate_manifest
+
+# Kinds whose objects we render and may have to remove when the shape changes
+# (single-node <-> multi-node, fewer groups).
+PRUNABLE = (("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"), ("v1", "Service"))
+LWS = ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet")
+WORKLOAD_KINDS = {"Deployment", "StatefulSet", "LeaderWorkerSet"}
 
 
 @dataclass(frozen=True)
@@ -35,61 +45,122 @@ def utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def resolve_sharding(d: LLMDeployment) -> ResolvedSharding:
-    s = d.spec.sharding
+def resolve_sharding(d: LLMDeployment, nodes: Optional[list[GPUNode]] = None) -> tuple[Optional[ResolvedSharding], list[str]]:
+    """The layout to render (planner for `auto` and for node counts), or why none fits."""
+    report = plan_deployment(d, inventory_or_none(d, nodes))
+    plan = report.plan
+    if plan is None:
+        if report.problems:
+            return None, [str(p) for p in report.problems]
+        s = d.spec.sharding  # the planner knows too little (no GPU type, unknown model): trust the spec
+        return ResolvedSharding(s.tensor_parallel_size or 1, s.pipeline_parallel_size or 1), []
     return ResolvedSharding(
-        tensor_parallel_size=s.tensor_parallel_size or 1,
-        pipeline_parallel_size=s.pipeline_parallel_size or 1,
-    )
+        tensor_parallel_size=plan.tensor_parallel_size,
+        pipeline_parallel_size=plan.pipeline_parallel_size,
+        nodes_per_replica=plan.nodes_per_replica,
+        gpu_product=None if d.spec.resources.gpu.type else plan.gpu_product,
+        source="planner" if plan.auto else "spec",
+    ), []
 
 
 def _ident(obj: dict[str, Any]) -> str:
     return f"{obj['kind']}/{obj['metadata']['name']}"
 
 
-def _observe(kube: Kube, d: LLMDeployment, workload: Optional[dict[str, Any]]) -> Observed:
-    return Observed(workload=workload, pods=kube.list_pods(d.namespace, selector_string(d)))
+def _failed_status(body: dict[str, Any], phase: str, reason: str, message: str) -> dict[str, Any]:
+    generation = body["metadata"].get("generation")
+    return {
+        "observedGeneration": generation,
+        "phase": phase,
+        "conditions": [
+            {"type": t, "status": s, "reason": reason, "message": message,
+             "lastTransitionTime": utc_now(), "observedGeneration": generation}
+            for t, s in (("Ready", "False"), ("Progressing", "False"), ("Degraded", "True"))
+        ] + [c for c in (body.get("status") or {}).get("conditions") or []
+             if c.get("type") not in ("Ready", "Progressing", "Degraded")],
+    }
 
 
-def _write_status(kube: Kube, d: LLMDeployment, body: dict[str, Any], observed: Observed,
-                  sharding: ResolvedSharding) -> dict[str, Any]:
+def _refuse(kube: Kube, body: dict[str, Any], phase: str, reason: str, message: str) -> Outcome:
+    """Record why nothing was applied; children stay as they were (no half-applied change)."""
+    meta, previous = body["metadata"], body.get("status") or {}
+    status = _failed_status(body, phase, reason, message)
+    old_message = next((c.get("message") for c in previous.get("conditions") or [] if c.get("type") == "Ready"), None)
+    if (previous.get("phase"), previous.get("observedGeneration"), old_message) != (phase, meta.get("generation"), message):
+        kube.patch_llmdeployment_status(meta["name"], meta["namespace"], status)
+    return Outcome(notes=[Note("Warning", reason, message)], invalid=message if phase == "Failed" else None,
+                   status=status)
+
+
+def _prune(kube: Kube, d: LLMDeployment, rendered: list[dict[str, Any]], capabilities: ClusterCapabilities) -> list[Note]:
+    keep = {(c["kind"], c["metadata"]["name"]) for c in rendered}
+    kinds = PRUNABLE + ((LWS,) if capabilities.leader_worker_set else ())
+    notes = []
+    for api_version, kind in kinds:
+        for obj in kube.list(api_version, kind, d.namespace, f"{DEPLOYMENT_LABEL}={d.name}"):
+            owners = obj["metadata"].get("ownerReferences") or []
+            ours = any(o.get("uid") == d.metadata.uid for o in owners)
+            if ours and (kind, obj["metadata"]["name"]) not in keep:
+                kube.delete(api_version, kind, obj["metadata"]["name"], d.namespace)
+                notes.append(Note("Normal", "Deleted", f"deleted {kind}/{obj['metadata']['name']} (no longer needed)"))
+    return notes
+
+
+def _sync_groups(kube: Kube, d: LLMDeployment, sharding: ResolvedSharding, pods: list[dict[str, Any]],
+                 capabilities: ClusterCapabilities) -> list[Note]:
+    """Readiness gates and whole-group restarts for StatefulSet-rendered groups."""
+    if sharding.nodes_per_replica < 2 or capabilities.leader_worker_set:
+        return []
+    notes = []
+    for action in plan_group_actions(pods, leader_set_name(d), sharding.nodes_per_replica):
+        if isinstance(action, Restart):
+            for pod in action.pods:
+                kube.delete_pod(d.namespace, pod)
+            notes.append(Note("Warning", "GroupRestarted", f"restarting group {action.group}: {action.reason}"))
+        elif isinstance(action, SetGate):
+            if action.ready and action.members:
+                kube.annotate_pod(d.namespace, action.pod, {MEMBERS_ANNOTATION: action.members})
+            kube.set_pod_condition(d.namespace, action.pod, {
+                "type": GROUP_READY_GATE,
+                "status": "True" if action.ready else "False",
+                "reason": "GroupReady" if action.ready else "WaitingForMembers",
+                "lastTransitionTime": utc_now(),
+            })
+    return notes
+
+
+def _report(kube: Kube, d: LLMDeployment, body: dict[str, Any], workload: Optional[dict[str, Any]],
+            sharding: ResolvedSharding, capabilities: ClusterCapabilities) -> tuple[dict[str, Any], list[Note]]:
+    pods = kube.list_pods(d.namespace, selector_string(d))
+    notes = _sync_groups(kube, d, sharding, pods, capabilities)
     previous = body.get("status") or {}
-    status = compute_status(d, observed, sharding, previous, utc_now())
+    status = compute_status(d, Observed(workload=workload, pods=pods), sharding, previous, utc_now())
     if status_changed(previous, status):
         kube.patch_llmdeployment_status(d.name, d.namespace, status)
-    return status
+    return status, notes
 
 
-def _refuse(kube: Kube, body: dict[str, Any], exc: InvalidManifest) -> Outcome:
-    """Record why the spec was refused; children stay as they were (no half-applied change)."""
-    message = "; ".join(str(p) for p in exc.problems)
-    meta = body["metadata"]
-    previous = body.get("status") or {}
-    status = {
-        "observedGeneration": meta.get("generation"),
-        "phase": "Failed",
-        "conditions": [
-            {"type": t, "status": s, "reason": "InvalidSpec", "message": message,
-             "lastTransitionTime": utc_now(), "observedGeneration": meta.get("generation")}
-            for t, s in (("Ready", "False"), ("Progressing", "False"), ("Degraded", "True"))
-        ],
-    }
-    old_message = next((c.get("message") for c in previous.get("conditions") or [] if c.get("type") == "Ready"), None)
-    if (previous.get("phase"), previous.get("observedGeneration"), old_message) != ("Failed", meta.get("generation"), message):
-        kube.patch_llmdeployment_status(meta["name"], meta["namespace"], status)
-    return Outcome(notes=[Note("Warning", "InvalidSpec", message)], invalid=message, status=status)
+def _primary_workload(children: list[dict[str, Any]]) -> dict[str, Any]:
+    """The object whose status counts replicas: the Deployment, the leader StatefulSet or the LWS."""
+    return next(c for c in children if c["kind"] in WORKLOAD_KINDS)
 
 
-def reconcile(kube: Kube, body: dict[str, Any], capabilities: ClusterCapabilities) -> Outcome:
+def reconcile(kube: Kube, body: dict[str, Any], capabilities: ClusterCapabilities,
+              nodes: Optional[list[GPUNode]] = None) -> Outcome:
     """Make the children match the spec, then report status. Safe to call any number of times."""
     try:
         d = validate_manifest(_api_view(body))
     except InvalidManifest as exc:
-        return _refuse(kube, body, exc)
-    sharding = resolve_sharding(d)
+        return _refuse(kube, body, "Failed", "InvalidSpec", "; ".join(str(p) for p in exc.problems))
+    sharding, problems = resolve_sharding(d, nodes)
+    if sharding is None:
+        return _refuse(kube, body, "Pending", "DoesNotFit",
+                       "no eligible GPU nodes can run this shape: " + "; ".join(problems))
+    children = render_children(d, sharding, capabilities)
     notes: list[Note] = []
+    primary = _primary_workload(children)
     workload = None
-    for child in render_children(d, sharding, capabilities):
+    for child in children:
         meta = child["metadata"]
         before = kube.get(child["apiVersion"], child["kind"], meta["name"], meta["namespace"])
         after = kube.apply(child)
@@ -97,23 +168,29 @@ def reconcile(kube: Kube, body: dict[str, Any], capabilities: ClusterCapabilitie
             notes.append(Note("Normal", "Created", f"created {_ident(child)}"))
         elif before["metadata"]["resourceVersion"] != after["metadata"]["resourceVersion"]:
             notes.append(Note("Normal", "Updated", f"updated {_ident(child)} to match the spec"))
-        if child["kind"] == "Deployment":
+        if child is primary:
             workload = after
-    status = _write_status(kube, d, body, _observe(kube, d, workload), sharding)
-    return Outcome(notes=notes, status=status)
+    notes += _prune(kube, d, children, capabilities)
+    status, group_notes = _report(kube, d, body, workload, sharding, capabilities)
+    return Outcome(notes=notes + group_notes, status=status)
 
 
-def refresh_status(kube: Kube, name: str, namespace: str) -> Optional[dict[str, Any]]:
-    """Recompute status only (a child changed); applies nothing."""
+def refresh_status(kube: Kube, name: str, namespace: str, capabilities: ClusterCapabilities,
+                   nodes: Optional[list[GPUNode]] = None) -> tuple[Optional[dict[str, Any]], list[Note]]:
+    """Recompute status (a child or pod changed) and keep groups whole; applies nothing."""
     body = kube.get_llmdeployment(name, namespace)
     if body is None or body["metadata"].get("deletionTimestamp"):
-        return None
+        return None, []
     try:
         d = validate_manifest(_api_view(body))
     except InvalidManifest:
-        return None  # reconcile reports invalid specs
-    workload = kube.get("apps/v1", "Deployment", d.name, d.namespace)
-    return _write_status(kube, d, body, _observe(kube, d, workload), resolve_sharding(d))
+        return None, []  # reconcile reports invalid specs
+    sharding, _ = resolve_sharding(d, nodes)
+    if sharding is None:
+        return None, []  # reconcile reports shapes that do not fit
+    primary = _primary_workload(render_children(d, sharding, capabilities))
+    workload = kube.get(primary["apiVersion"], primary["kind"], primary["metadata"]["name"], namespace)
+    return _report(kube, d, body, workload, sharding, capabilities)
 
 
 def _api_view(body: dict[str, Any]) -> dict[str, Any]:

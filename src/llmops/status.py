@@ -62,7 +62,9 @@ def _workload_counts(workload: dict[str, Any]) -> dict[str, int | bool]:
         "replicas": status.get("replicas", 0) or 0,
         "ready": status.get("readyReplicas", 0) or 0,
         "updated": status.get("updatedReplicas", 0) or 0,
-        "current_generation": (status.get("observedGeneration") or 0) >= (workload["metadata"].get("generation") or 0),
+        # LeaderWorkerSet reports no observedGeneration; its counts are then taken as current.
+        "current_generation": "observedGeneration" not in status
+        or status["observedGeneration"] >= (workload["metadata"].get("generation") or 0),
     }
 
 
@@ -160,6 +162,8 @@ def compute_status(
         "endpoint": service_endpoint(d, VLLM_PORT),
         "tensorParallelSize": sharding.tensor_parallel_size,
         "pipelineParallelSize": sharding.pipeline_parallel_size,
+        "nodesPerReplica": sharding.nodes_per_replica,
+        "shardingSource": sharding.source,
     }
     if "autoscaling" in previous:  # owned by the autoscaler; keep it
         status["autoscaling"] = previous["autoscaling"]

@@ -36,7 +36,7 @@ def main() -> int:
     t0 = time.monotonic()
     info, _ = lifecycle.up(opts, progress=lambda m: print("  " + m, file=sys.stderr))
     start_seconds = time.monotonic() - t0
-    print(f"sandbox up -> 4 nodes Ready: {start_seconds:.1f} s")
+    print(f"sandbox up -> all nodes Ready: {start_seconds:.1f} s")
     try:
         api = config.new_client_from_config(config_file=info.kubeconfig)
         core, apps = client.CoreV1Api(api), client.AppsV1Api(api)

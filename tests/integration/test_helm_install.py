@@ -197,7 +197,7 @@ def test_spec_changes_are_validated_but_scale_and_status_are_not_judged(release)
 
 def test_the_service_account_can_do_exactly_what_the_operator_needs(release):
     """SubjectAccessReviews for the chart's ServiceAccount: every verb the operator uses is
-    allowed where it watches, and nothing beyond (other namespaces, secrets, deletes)."""
+    allowed where it watches, and nothing beyond (other namespaces, secrets, other verbs)."""
     auth = client.AuthorizationV1Api(release.api_client)
     user = f"system:serviceaccount:{release.namespace}:{release.name}-llmops"
 
@@ -213,11 +213,15 @@ def test_the_service_account_can_do_exactly_what_the_operator_needs(release):
               ("patch", "llmops.io", "llmdeployments", "status"), ("patch", "llmops.io", "llmdeployments", "scale"),
               ("create", "apps", "deployments", None), ("patch", "apps", "deployments", None),
               ("patch", "", "services", None), ("create", "policy", "poddisruptionbudgets", None),
-              ("list", "", "pods", None), ("create", "", "events", None)]
+              ("list", "", "pods", None), ("create", "", "events", None),
+              ("create", "apps", "statefulsets", None), ("delete", "apps", "statefulsets", None),
+              ("delete", "apps", "deployments", None), ("patch", "", "pods", "status"), ("delete", "", "pods", None)]
     for verb, group, resource, sub in needed:
         assert allowed(verb, group, resource, ns, sub), f"{verb} {group}/{resource}/{sub or ''} denied in {ns}"
     assert allowed("watch", "apiextensions.k8s.io", "customresourcedefinitions", None)
-    forbidden = [("get", "", "secrets", ns, None), ("delete", "apps", "deployments", ns, None),
+    assert allowed("watch", "", "nodes", None)
+    forbidden = [("get", "", "secrets", ns, None), ("delete", "apps", "deployments", "default", None),
+                 ("patch", "", "nodes", None, None),
                  ("delete", "llmops.io", "llmdeployments", ns, None), ("create", "apps", "deployments", "default", None),
                  ("list", "", "pods", "kube-system", None), ("update", "llmops.io", "llmdeployments", ns, None),
                  ("update", "llmops.io", "llmdeployments", ns, "status"), ("get", "", "pods", ns, None),

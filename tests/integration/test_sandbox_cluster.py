@@ -97,7 +97,9 @@ def test_nodes_are_ready_with_gpu_capacity_and_realistic_labels(core):
     nodes = {n.metadata.name: n for n in core.list_node().items}
     a100 = [n for n in nodes.values() if n.metadata.labels.get("nvidia.com/gpu.product") == "NVIDIA-A100-SXM4-80GB"]
     l4 = [n for n in nodes.values() if n.metadata.labels.get("nvidia.com/gpu.product") == "NVIDIA-L4"]
-    assert len(a100) == 2 and len(l4) == 2
+    assert len(a100) == 2 and len(l4) == 4
+    assert sorted(n.metadata.labels["topology.kubernetes.io/zone"] for n in l4) == \
+        ["sandbox-edge-site-a"] * 2 + ["sandbox-edge-site-b"] * 2
     for n in nodes.values():
         ready = next(c for c in n.status.conditions if c.type == "Ready")
         assert ready.status == "True", n.metadata.name
@@ -141,7 +143,7 @@ def test_edge_nodes_take_only_tolerating_pods(core, namespace):
 
     create(core, namespace, http_pod("tolerates", node_selector=edge, tolerations=[EDGE_TOLERATION], gpus=1))
     pod = wait_ready(core, namespace, "tolerates")
-    assert pod["spec"]["nodeName"].startswith("edge-l4-")
+    assert pod["spec"]["nodeName"].startswith(("edge-a-l4-", "edge-b-l4-"))
 
 
 def test_node_affinity_and_gpu_product_selector_are_honoured(core, namespace):
@@ -151,7 +153,7 @@ def test_node_affinity_and_gpu_product_selector_are_honoured(core, namespace):
     create(core, namespace, http_pod("l4", node_selector={"nvidia.com/gpu.product": "NVIDIA-L4"},
                                      tolerations=[EDGE_TOLERATION]))
     assert wait_ready(core, namespace, "pinned")["spec"]["nodeName"] == "dc-a100-1"
-    assert wait_ready(core, namespace, "l4")["spec"]["nodeName"].startswith("edge-l4-")
+    assert wait_ready(core, namespace, "l4")["spec"]["nodeName"].startswith(("edge-a-l4-", "edge-b-l4-"))
 
 
 def test_pods_get_distinct_routable_ips_and_a_service_gets_endpoints(core, namespace, sandbox):

@@ -100,13 +100,18 @@ EXPECTED_NAMESPACED = {
     ("llmops.io", "llmdeployments"): {"get", "list", "watch", "patch"},
     ("llmops.io", "llmdeployments/status"): {"patch"},
     ("llmops.io", "llmdeployments/scale"): {"patch"},
-    ("apps", "deployments"): {"get", "list", "watch", "create", "patch"},
-    ("", "services"): {"get", "list", "watch", "create", "patch"},
+    ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("apps", "statefulsets"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("", "services"): {"get", "list", "watch", "create", "patch", "delete"},
     ("policy", "poddisruptionbudgets"): {"get", "create", "patch"},
-    ("", "pods"): {"list", "watch"},
+    ("", "pods"): {"list", "watch", "patch", "delete"},
+    ("", "pods/status"): {"patch"},
     ("", "events"): {"create"},
 }
-EXPECTED_CLUSTER = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
+EXPECTED_CLUSTER = {
+    ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+    ("", "nodes"): {"list", "watch"},
+}
 
 
 def grants(role) -> dict[tuple[str, str], set[str]]:
@@ -156,7 +161,7 @@ def test_leaderworkerset_access_only_when_enabled(default_docs):
     assert ("leaderworkerset.x-k8s.io", "leaderworkersets") not in grants(one(default_docs, "ClusterRole"))
     docs = render(COMBINATIONS["lws-and-prometheus"])
     assert grants(one(docs, "ClusterRole"))[("leaderworkerset.x-k8s.io", "leaderworkersets")] == \
-        {"get", "list", "watch", "create", "patch"}
+        {"get", "list", "watch", "create", "patch", "delete"}
 
 
 def test_rbac_create_false_renders_no_roles():

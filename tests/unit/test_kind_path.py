@@ -66,16 +66,16 @@ def join_taints(node: dict) -> list[dict]:
     return taints
 
 
-def test_kind_config_is_one_control_plane_and_four_workers(kind_config):
+def test_kind_config_is_one_control_plane_and_six_workers(kind_config):
     assert kind_config["kind"] == "Cluster" and kind_config["apiVersion"] == "kind.x-k8s.io/v1alpha4"
-    assert [n["role"] for n in kind_config["nodes"]] == ["control-plane"] + ["worker"] * 4
+    assert [n["role"] for n in kind_config["nodes"]] == ["control-plane"] + ["worker"] * 6
     control_plane = kind_config["nodes"][0]
     assert not any(k.startswith("nvidia.com/") for k in control_plane.get("labels", {}))
 
 
 def test_workers_mirror_the_sandbox_nodes_labels_and_taints(kind_config):
     sandbox = parse_nodes(default_nodes_text())
-    assert len(workers(kind_config)) == len(sandbox) == 4
+    assert len(workers(kind_config)) == len(sandbox) == 6
     for worker, spec in zip(workers(kind_config), sandbox):
         expected = {k: v for k, v in node_labels(spec).items() if k not in KUBELET_OWN | {EDGE_ROLE_LABEL}}
         assert worker["labels"] == expected, f"kind worker for sandbox node {spec.name} differs"
@@ -84,11 +84,13 @@ def test_workers_mirror_the_sandbox_nodes_labels_and_taints(kind_config):
         assert int(worker["labels"]["nvidia.com/gpu.count"]) == spec.gpu.count
 
 
-def test_layout_is_two_datacenter_a100_and_two_tainted_edge_l4_workers(kind_config):
+def test_layout_is_two_datacenter_a100_and_two_sites_of_two_tainted_edge_l4_workers(kind_config):
     products = [w["labels"]["nvidia.com/gpu.product"] for w in workers(kind_config)]
-    assert products == ["NVIDIA-A100-SXM4-80GB"] * 2 + ["NVIDIA-L4"] * 2
+    assert products == ["NVIDIA-A100-SXM4-80GB"] * 2 + ["NVIDIA-L4"] * 4
     edge = [w for w in workers(kind_config) if w["labels"].get("llmops.io/edge") == "true"]
-    assert len(edge) == 2
+    assert len(edge) == 4
+    assert [w["labels"]["topology.kubernetes.io/zone"] for w in edge] == \
+        ["sandbox-edge-site-a"] * 2 + ["sandbox-edge-site-b"] * 2
     assert all(join_taints(w) == [{"key": "llmops.io/edge", "value": "true", "effect": "NoSchedule"}] for w in edge)
 
 
@@ -101,6 +103,15 @@ def test_kind_node_labels_are_ones_a_kubelet_may_set(kind_config):
             restricted = prefix.endswith("kubernetes.io") or prefix.endswith("k8s.io")
             assert not restricted or key in KUBELET_ALLOWED, key
     assert "node-role.kubernetes.io/edge=" in SCRIPT.read_text()
+
+
+def test_script_checks_for_the_same_node_counts(kind_config):
+    # check_nodes refuses a cluster made from an older config; its expected counts must follow.
+    edge = sum(1 for w in workers(kind_config) if w["labels"].get("llmops.io/edge") == "true")
+    dc = len(workers(kind_config)) - edge
+    script = SCRIPT.read_text()
+    assert f'[[ "$dc" == {dc} && "$edge" == {edge} && "$tainted" == {edge} ]]' in script
+    assert f"{len(workers(kind_config))} workers" in script
 
 
 def test_pod_subnet_avoids_the_sandbox_pod_range(kind_config):

@@ -126,3 +126,47 @@ def test_service_serves_port_8000_named_http():
 def test_rendering_is_pure_and_repeatable():
     d = load("s3-fp8-tp4.yaml")
     assert render_children(d) == render_children(d)
+
+
+def test_multi_node_replica_renders_leader_and_per_group_worker_sets():
+    d = load("edge-pvc.yaml")  # replicas: 2
+    children = render_children(d, ResolvedSharding(1, 2, nodes_per_replica=2))
+    names = [(c["kind"], c["metadata"]["name"]) for c in children]
+    assert names == [("Service", "phi-edge"), ("Service", "phi-edge-group"), ("StatefulSet", "phi-edge-leader"),
+                     ("StatefulSet", "phi-edge-workers-0"), ("StatefulSet", "phi-edge-workers-1"),
+                     ("PodDisruptionBudget", "phi-edge")]
+    service, headless, leaders, workers0 = children[0], children[1], children[2], children[3]
+    assert service["spec"]["selector"]["llmops.io/role"] == "leader"
+    assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["publishNotReadyAddresses"] is True
+    assert leaders["spec"]["replicas"] == 2 and workers0["spec"]["replicas"] == 1
+    leader_pod = leaders["spec"]["template"]["spec"]
+    assert leader_pod["readinessGates"] == [{"conditionType": "llmops.io/group-ready"}]
+    leader = leader_pod["containers"][0]
+    assert leader["command"][:2] == ["/bin/sh", "-c"] and "ray start --head" in leader["command"][2]
+    assert leader["args"][-2:] == ["--distributed-executor-backend", "ray"]
+    assert leader["args"][leader["args"].index("--pipeline-parallel-size") + 1] == "2"
+    assert leader["resources"]["limits"]["nvidia.com/gpu"] == "1"  # TP per node, not TP x PP
+    worker = workers0["spec"]["template"]["spec"]["containers"][0]
+    assert worker["command"] == ["ray", "start", "--block", "--address=$(LLMOPS_LEADER_ADDRESS):6379"]
+    assert {"name": "LLMOPS_LEADER_ADDRESS", "value": "phi-edge-leader-0.phi-edge-group.edge.svc.cluster.local"} in worker["env"]
+    assert "readinessProbe" not in worker
+    # Edge placement applies to every member of the group.
+    assert workers0["spec"]["template"]["spec"]["nodeSelector"]["llmops.io/edge"] == "true"
+
+
+def test_multi_node_with_leaderworkerset_installed_renders_one_lws():
+    d = load("edge-pvc.yaml")
+    children = render_children(d, ResolvedSharding(1, 2, nodes_per_replica=2),
+                               ClusterCapabilities(leader_worker_set=True))
+    [lws] = [c for c in children if c["kind"] == "LeaderWorkerSet"]
+    template = lws["spec"]["leaderWorkerTemplate"]
+    assert (lws["spec"]["replicas"], template["size"], template["restartPolicy"]) == (2, 2, "RecreateGroupOnPodRestart")
+    worker_env = template["workerTemplate"]["spec"]["containers"][0]["env"]
+    assert {"name": "LLMOPS_LEADER_ADDRESS", "value": "$(LWS_LEADER_ADDRESS)"} in worker_env
+    assert not [c for c in children if c["kind"] in ("Deployment", "StatefulSet")]
+
+
+def test_planner_chosen_gpu_type_is_pinned_when_the_spec_names_none():
+    d = load("minimal.yaml")
+    pod = by_kind(render_children(d, ResolvedSharding(1, 1, gpu_product="NVIDIA-L4")))["Deployment"]["spec"]["template"]["spec"]
+    assert pod["nodeSelector"]["nvidia.com/gpu.product"] == "NVIDIA-L4"

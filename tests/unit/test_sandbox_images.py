@@ -53,3 +53,60 @@ def test_normalize_image():
 def test_bad_image_files(text, match):
     with pytest.raises(ImageFileError, match=match):
         parse_images(text)
+
+
+# --- multi-node groups: leader launcher and Ray workers ---------------------------------------
+
+LEADER_SCRIPT = 'ray start --head --port=6379 && exec vllm serve "$@"'
+SERVE_ARGS = ["--model", "m-70B", "--tensor-parallel-size", "4", "--pipeline-parallel-size", "2",
+              "--distributed-executor-backend", "ray"]
+
+
+@pytest.mark.parametrize("image", ["vllm/vllm-openai:v0.11.0", "llmops/vllm-sim:latest"])
+def test_group_worker_runs_the_simulated_ray_worker_without_rays_arguments(image):
+    argv = container_argv(image, ["ray", "start", "--block", "--address=10.244.1.5:6379"], None, RULES, PY)
+    assert argv == [PY, "-m", "llmops.cli", "sim", "worker"]
+
+
+@pytest.mark.parametrize("image", ["vllm/vllm-openai:v0.11.0", "llmops/vllm-sim:latest"])
+def test_group_leader_launcher_is_replaced_and_its_args_go_to_the_simulator(image):
+    argv = container_argv(image, ["/bin/sh", "-c", LEADER_SCRIPT, "vllm-leader"], SERVE_ARGS, RULES, PY)
+    assert argv == [PY, "-m", "llmops.cli", "sim", "serve", *SERVE_ARGS]
+
+
+def test_other_commands_of_a_vllm_image_keep_the_unconditional_rule():
+    # `sh -c` is not `/bin/sh -c`, and a command merely containing "ray start" is not one starting with it.
+    argv = container_argv("vllm/vllm-openai:v0.11.0", ["sh", "-c", "x"], ["--model", "m"], RULES, PY)
+    assert argv == [PY, "-m", "llmops.cli", "sim", "serve", "sh", "-c", "x", "--model", "m"]
+    argv = container_argv("vllm/vllm-openai:v0.11.0", ["vllm", "serve", "ray", "start"], None, RULES, PY)
+    assert argv == [PY, "-m", "llmops.cli", "sim", "serve", "ray", "start"]
+
+
+def test_rules_are_tried_in_file_order():
+    rules = parse_images("""
+images:
+  - {image: "a:*", whenCommand: [go], argsOnly: true, command: [first]}
+  - {image: "a:*", command: [second]}
+  - {image: "a:*", whenCommand: [go], command: [never]}
+""")
+    assert container_argv("a:1", ["go", "now"], ["x"], rules, PY) == ["first", "x"]
+    assert container_argv("a:1", ["stop"], ["x"], rules, PY) == ["second", "stop", "x"]
+    assert container_argv("a:1", None, ["x"], rules, PY) == ["second", "x"]
+
+
+def test_an_image_whose_rules_all_want_another_command_says_so():
+    rules = parse_images('images: [{image: "a:*", whenCommand: [ray, start], command: [w]}]')
+    assert container_argv("a:1", ["ray", "start", "--block"], None, rules, PY) == ["w", "ray", "start", "--block"]
+    with pytest.raises(UnknownImage, match=r"only with other commands.*whenCommand"):
+        container_argv("a:1", ["ray"], None, rules, PY)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("images: [{image: 'a:*', command: [x], whenCommand: []}]", r"images\[0\].whenCommand"),
+    ("images: [{image: 'a:*', command: [x], whenCommand: ray}]", r"images\[0\].whenCommand"),
+    ("images: [{image: 'a:*', command: [x], argsOnly: 'yes'}]", r"images\[0\].argsOnly"),
+    ("images: [{image: 'a:*', useContainerCommand: true, argsOnly: true}]", r"images\[0\].argsOnly"),
+])
+def test_bad_group_rule_fields(text, match):
+    with pytest.raises(ImageFileError, match=match):
+        parse_images(text)

@@ -6,12 +6,17 @@ from llmops.sandbox.nodes import (
 )
 
 
-def test_default_nodes_are_two_a100_hosts_and_two_tainted_l4_edge_nodes():
+def test_default_nodes_are_two_a100_hosts_and_two_edge_sites_of_two_tainted_l4_nodes():
     nodes = {n.name: n for n in parse_nodes(default_nodes_text())}
-    assert sorted(nodes) == ["dc-a100-0", "dc-a100-1", "edge-l4-0", "edge-l4-1"]
-    dc, edge = nodes["dc-a100-0"], nodes["edge-l4-1"]
+    assert sorted(nodes) == ["dc-a100-0", "dc-a100-1", "edge-a-l4-0", "edge-a-l4-1", "edge-b-l4-0", "edge-b-l4-1"]
+    dc = nodes["dc-a100-0"]
     assert (dc.gpu.product, dc.gpu.count, dc.edge) == ("NVIDIA-A100-SXM4-80GB", 4, False)
-    assert (edge.gpu.product, edge.gpu.count, edge.edge) == ("NVIDIA-L4", 1, True)
+    edge = [n for n in nodes.values() if n.edge]
+    assert [n.name for n in edge] == ["edge-a-l4-0", "edge-a-l4-1", "edge-b-l4-0", "edge-b-l4-1"]
+    assert all((n.gpu.product, n.gpu.count) == ("NVIDIA-L4", 1) for n in edge)
+    assert [node_labels(n)["topology.kubernetes.io/zone"] for n in edge] == \
+        ["sandbox-edge-site-a"] * 2 + ["sandbox-edge-site-b"] * 2
+    assert {node_labels(n)["topology.kubernetes.io/region"] for n in nodes.values()} == {"sandbox-region-1"}
 
 
 def test_labels_taints_and_capacity_of_an_edge_node():

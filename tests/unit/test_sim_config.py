@@ -85,3 +85,54 @@ def test_max_model_len_suffixes():
     assert parse_max_model_len("4096") == 4096
     assert parse_max_model_len("32k") == 32000
     assert parse_max_model_len("32K") == 32768
+
+
+# --- multi-node groups ------------------------------------------------------------------------
+
+GROUP_LEADER_ARGS = ["--model", "Qwen/Qwen2.5-0.5B-Instruct", "--tensor-parallel-size", "1",
+                     "--pipeline-parallel-size", "2", "--distributed-executor-backend", "ray"]
+
+
+def test_group_leader_uses_the_gpus_of_every_node_in_the_group():
+    c = build_config(GROUP_LEADER_ARGS, {"LLMOPS_SIM_GPU": "NVIDIA-L4", "LLMOPS_SIM_GPU_COUNT": "1",
+                                         "LLMOPS_GROUP_SIZE": "2"})
+    assert (c.gpu_count, c.group_size, c.num_gpus) == (2, 2, 2)
+    assert c.distributed_executor_backend == "ray" and c.ignored_flags == ()
+    assert any("2 nodes" in note for note in c.notes)
+    assert c.fit_error() is None
+
+
+def test_without_the_group_the_same_leader_lacks_gpus():
+    with pytest.raises(ConfigError, match="2 GPUs but only 1 visible"):
+        build_config(GROUP_LEADER_ARGS, {"LLMOPS_SIM_GPU_COUNT": "1"})
+
+
+def test_a_group_too_small_for_tp_times_pp_says_both_factors():
+    with pytest.raises(ConfigError, match=r"group has 8 \(2 nodes .* x 4 GPUs"):
+        build_config(["m", "-tp", "4", "-pp", "4"], {"LLMOPS_SIM_GPU_COUNT": "4", "LLMOPS_GROUP_SIZE": "2"})
+
+
+def test_group_size_one_or_unset_changes_nothing():
+    env = {"LLMOPS_SIM_GPU_COUNT": "4"}
+    assert build_config(["m", "-tp", "4"], env).gpu_count == 4
+    assert build_config(["m", "-tp", "4"], {**env, "LLMOPS_GROUP_SIZE": "1"}).gpu_count == 4
+    assert build_config(["m", "-tp", "2"], {}).group_size == 1
+
+
+def test_a_single_node_backend_cannot_span_the_group():
+    env = {"LLMOPS_SIM_GPU_COUNT": "1", "LLMOPS_GROUP_SIZE": "2"}
+    with pytest.raises(ConfigError, match="runs on one node.*backend ray"):
+        build_config([*GROUP_LEADER_ARGS[:-1], "mp"], env)
+    # Fitting on the leader's own node, mp is fine (the rest of the group idles).
+    assert build_config(["m", "--distributed-executor-backend=mp"], env).distributed_executor_backend == "mp"
+
+
+@pytest.mark.parametrize("argv,env,fragment", [
+    (["m"], {"LLMOPS_GROUP_SIZE": "0"}, "LLMOPS_GROUP_SIZE='0' must be a whole number >= 1"),
+    (["m"], {"LLMOPS_GROUP_SIZE": "two"}, "LLMOPS_GROUP_SIZE"),
+    (["m"], {"LLMOPS_SIM_GPU_COUNT": "some"}, "LLMOPS_SIM_GPU_COUNT='some' is not a number"),
+    (["m", "--distributed-executor-backend", "slurm"], {}, "not one of ray, mp, uni, external_launcher"),
+])
+def test_unusable_group_settings_say_what_to_fix(argv, env, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        build_config(argv, env)

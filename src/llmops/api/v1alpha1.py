@@ -275,6 +275,10 @@ class LLMDeploymentStatus(ApiModel):
     endpoint: Optional[str] = Field(default=None, description="In-cluster OpenAI-compatible base URL.")
     tensor_parallel_size: Optional[int] = Field(default=None, description="Tensor parallel size in use.")
     pipeline_parallel_size: Optional[int] = Field(default=None, description="Pipeline parallel size in use.")
+    nodes_per_replica: Optional[int] = Field(default=None, description="Nodes each replica (group) spans.")
+    sharding_source: Optional[str] = Field(
+        default=None, description="'spec' when the sizes came from the spec, 'planner' when llmops chose them."
+    )
     autoscaling: Optional[dict[str, Any]] = Field(default=None, description="The autoscaler's last decisions.")
 
 

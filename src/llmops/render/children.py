@@ -7,6 +7,7 @@ from typing import Any
 from llmops.api.v1alpha1 import VLLM_PORT, LLMDeployment
 from llmops.render.context import ClusterCapabilities, ResolvedSharding
 from llmops.render.meta import child_metadata, selector_labels
+from llmops.render.group import ROLE_LABEL, group_children
 from llmops.render.pod import pod_template
 
 
@@ -28,14 +29,17 @@ def deployment(d: LLMDeployment, sharding: ResolvedSharding) -> dict[str, Any]:
     }
 
 
-def service(d: LLMDeployment) -> dict[str, Any]:
+def service(d: LLMDeployment, multi_node: bool = False) -> dict[str, Any]:
+    selector = selector_labels(d)
+    if multi_node:
+        selector = {**selector, ROLE_LABEL: "leader"}  # only leaders serve the API
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": child_metadata(d, d.name),
         "spec": {
             "type": "ClusterIP",
-            "selector": selector_labels(d),
+            "selector": selector,
             "ports": [{"name": "http", "port": VLLM_PORT, "targetPort": "http", "protocol": "TCP"}],
         },
     }
@@ -62,8 +66,12 @@ def render_children(
         pipeline_parallel_size=d.spec.sharding.pipeline_parallel_size or 1,
     )
     capabilities = capabilities or ClusterCapabilities()
+    if sharding.nodes_per_replica > 1:
+        workloads = group_children(d, sharding, use_lws=capabilities.leader_worker_set)
+    else:
+        workloads = [deployment(d, sharding)]
     return [
-        service(d),
-        deployment(d, sharding),
+        service(d, multi_node=sharding.nodes_per_replica > 1),
+        *workloads,
         pod_disruption_budget(d, capabilities.pdb_api_version),
     ]

@@ -4,6 +4,7 @@ actually chosen. Plain values, so rendering stays pure."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,8 @@ class ResolvedSharding:
     tensor_parallel_size: int = 1
     pipeline_parallel_size: int = 1
     nodes_per_replica: int = 1
+    gpu_product: Optional[str] = None  # a GPU type the planner chose when the spec named none
+    source: str = "spec"                # "spec" or "planner"
 
     @property
     def gpus_per_replica(self) -> int:

@@ -99,13 +99,14 @@ def _volumes(d: LLMDeployment) -> tuple[list[dict[str, Any]], list[dict[str, Any
     return volumes, mounts
 
 
-def placement(d: LLMDeployment) -> dict[str, Any]:
+def placement(d: LLMDeployment, sharding: ResolvedSharding | None = None) -> dict[str, Any]:
     """User placement unchanged, plus what the GPU type and the edge profile imply."""
     p = d.spec.placement
     node_selector = dict(p.node_selector)
     tolerations = list(p.tolerations)
-    if d.spec.resources.gpu.type:
-        node_selector.setdefault(GPU_PRODUCT_LABEL, d.spec.resources.gpu.type)
+    gpu_type = d.spec.resources.gpu.type or (sharding.gpu_product if sharding else None)
+    if gpu_type:
+        node_selector.setdefault(GPU_PRODUCT_LABEL, gpu_type)
     if p.profile is PlacementProfile.edge:
         node_selector.setdefault(EDGE_LABEL, "true")
         if EDGE_TOLERATION not in tolerations:
@@ -147,6 +148,6 @@ def pod_template(d: LLMDeployment, sharding: ResolvedSharding) -> dict[str, Any]
             "containers": [container],
             "volumes": volumes,
             "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
-            **placement(d),
+            **placement(d, sharding),
         },
     }

@@ -140,7 +140,7 @@ def register(subparsers) -> None:
     _add_dir(up)
     up.add_argument("--bin-dir", help="directory with kube-apiserver, kube-controller-manager, kube-scheduler"
                                       " (else $KUBEBUILDER_ASSETS, $PATH, the cache, or build them)")
-    up.add_argument("--nodes", help="node file (YAML); default: the shipped 2x4 A100 + 2x1 L4 edge nodes")
+    up.add_argument("--nodes", help="node file (YAML); default: the shipped 2x4 A100 + 2 edge sites x 2x1 L4")
     up.add_argument("--images", help="image->command mapping (YAML); default: the shipped images.yaml")
     up.add_argument("--bridge", default=lifecycle.default_bridge(),
                     help="host bridge for pod networking (default $LLMOPS_SANDBOX_BRIDGE or llmops0)")

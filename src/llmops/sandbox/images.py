@@ -24,6 +24,15 @@ class ImageRule:
     command: tuple[str, ...]
     strip_prefixes: tuple[tuple[str, ...], ...] = ()
     use_container_command: bool = False
+    # Only for containers whose command starts with this (None: any command).
+    when_command: tuple[str, ...] | None = None
+    # Drop the container's command (a launcher that cannot run here), keep only its args.
+    args_only: bool = False
+
+    def matches(self, normalized_image: str, command: Sequence[str]) -> bool:
+        if not fnmatch.fnmatchcase(normalized_image, self.pattern):
+            return False
+        return self.when_command is None or tuple(command[: len(self.when_command)]) == self.when_command
 
 
 def default_images_text() -> str:
@@ -46,11 +55,21 @@ def parse_images(text: str) -> list[ImageRule]:
         command = e.get("command") or []
         if not use_cmd and (not isinstance(command, list) or not command):
             raise ImageFileError(f"images[{i}].command: must be a non-empty list (or set useContainerCommand: true)")
+        when = e.get("whenCommand")
+        if when is not None and (not isinstance(when, list) or not when):
+            raise ImageFileError(f"images[{i}].whenCommand: must be a non-empty list such as [\"ray\", \"start\"]")
+        args_only = e.get("argsOnly", False)
+        if not isinstance(args_only, bool):
+            raise ImageFileError(f"images[{i}].argsOnly: must be true or false")
+        if args_only and use_cmd:
+            raise ImageFileError(f"images[{i}].argsOnly: cannot be combined with useContainerCommand")
         rules.append(ImageRule(
             pattern=e["image"],
             command=tuple(str(c) for c in command),
             strip_prefixes=tuple(tuple(str(x) for x in p) for p in e.get("stripPrefixes") or ()),
             use_container_command=use_cmd,
+            when_command=None if when is None else tuple(str(c) for c in when),
+            args_only=args_only,
         ))
     return rules
 
@@ -67,11 +86,18 @@ def normalize_image(image: str) -> str:
     return name
 
 
-def find_rule(image: str, rules: Sequence[ImageRule]) -> ImageRule:
+def find_rule(image: str, rules: Sequence[ImageRule], command: Sequence[str] = ()) -> ImageRule:
+    """The first rule (file order) whose image pattern and whenCommand both match."""
     normalized = normalize_image(image)
     for rule in rules:
-        if fnmatch.fnmatchcase(normalized, rule.pattern):
+        if rule.matches(normalized, command):
             return rule
+    if any(fnmatch.fnmatchcase(normalized, rule.pattern) for rule in rules):
+        raise UnknownImage(
+            f'image "{image}" is known to the llmops sandbox only with other commands (every rule for '
+            f'"{normalized}" has a whenCommand that {list(command)} does not start with); add a rule '
+            'without whenCommand to images.yaml or pass --images FILE to `llmops sandbox up`'
+        )
     raise UnknownImage(
         f'image "{image}" is not known to the llmops sandbox (no rule in the images file matches '
         f'"{normalized}"); add a rule to images.yaml or pass --images FILE to `llmops sandbox up`'
@@ -93,8 +119,8 @@ def container_argv(
     python: str,
 ) -> list[str]:
     """The host argv standing in for a container (command/args already $(VAR)-expanded)."""
-    rule = find_rule(image, rules)
-    given = list(command or []) + list(args or [])
+    rule = find_rule(image, rules, list(command or []))
+    given = list(args or []) if rule.args_only else list(command or []) + list(args or [])
     if rule.use_container_command:
         if not given:
             raise UnknownImage(f'image "{image}" runs the container command, but the container has none')

@@ -361,6 +361,13 @@ class PodWorker(threading.Thread):
         return wait
 
     # --- status
+    def _previous_conditions(self, gates: list[str]) -> list[dict]:
+        """Our own conditions as we last wrote them; readiness-gate conditions as others last
+        wrote them (the watched pod), so a gate that turns True makes the pod Ready."""
+        watched = (self.pod.get("status") or {}).get("conditions") or []
+        own = (self.last_status or {}).get("conditions") or watched
+        return [c for c in own if c.get("type") not in gates] + [c for c in watched if c.get("type") in gates]
+
     def _report(self) -> None:
         spec = self.pod["spec"]
         gates = [g["conditionType"] for g in spec.get("readinessGates") or ()]
@@ -372,7 +379,7 @@ class PodWorker(threading.Thread):
             host_ip=self.agent.info.gateway_ip,
             start_time=self.start_time,
             now=now_iso(),
-            previous_conditions=(self.last_status or {}).get("conditions") or (self.pod.get("status") or {}).get("conditions") or (),
+            previous_conditions=self._previous_conditions(gates),
             readiness_gates=gates,
             init_failed=self.init_failed,
         )

@@ -11,7 +11,8 @@ from llmops.sim import config as sim_config
 USAGE = """usage: llmops sim serve [MODEL] [--model M] [--served-model-name NAME ...] [--host H] [--port P]
                         [--tensor-parallel-size N] [--pipeline-parallel-size N] [--quantization Q]
                         [--max-model-len N] [--max-num-seqs N] [--max-num-batched-tokens N]
-                        [--gpu-memory-utilization F] [--dtype D] [--kv-cache-dtype D] [other vllm flags]
+                        [--gpu-memory-utilization F] [--dtype D] [--kv-cache-dtype D]
+                        [--distributed-executor-backend ray|mp|uni|external_launcher] [other vllm flags]
 
 Behaves like `vllm serve` from the outside. Other vLLM flags are accepted and ignored (logged).
 Simulator knobs come from the environment so the same pod spec runs real vLLM:
@@ -27,6 +28,11 @@ def register(subparsers) -> None:
                                prefix_chars="+", add_help=False)
     serve.add_argument("vllm_args", nargs=argparse.REMAINDER)
     serve.set_defaults(func=_serve)
+    worker = sim_sub.add_parser("worker", help="stand in for a Ray worker node of a multi-node vLLM group "
+                                "(joins $LLMOPS_LEADER_ADDRESS, simulated; runs until SIGTERM)",
+                                prefix_chars="+", add_help=False)
+    worker.add_argument("ray_args", nargs=argparse.REMAINDER)  # tolerated, like `ray start`'s flags
+    worker.set_defaults(func=_worker)
 
 
 def _user_error(message: str) -> int:
@@ -57,3 +63,12 @@ def _serve(args) -> int:
         return _user_error(str(exc))
     sys.stdout.reconfigure(line_buffering=True)
     return server.run(config)
+
+
+def _worker(args) -> int:
+    from llmops.sim import worker
+
+    if args.ray_args[:1] in (["-h"], ["--help"]):
+        print(worker.__doc__)
+        return 0
+    return worker.run(args.ray_args, os.environ)

@@ -18,6 +18,8 @@ from llmops.sim import timing
 ENV_DOC = {
     "LLMOPS_SIM_GPU": f"GPU product label value, e.g. NVIDIA-L4 (default {prof.DEFAULT_GPU})",
     "LLMOPS_SIM_GPU_COUNT": "GPUs visible to the pod (default TP x PP)",
+    "LLMOPS_GROUP_SIZE": "nodes in a multi-node group (set by llmops): the engine's Ray cluster "
+                         "has LLMOPS_SIM_GPU_COUNT x this many GPUs (default 1)",
     "LLMOPS_SIM_STARTUP_SECONDS": "model-loading delay before /health is ready (default 2)",
     "LLMOPS_SIM_SPEED": "speed factor; 2 halves every step duration (default 1)",
     "LLMOPS_SIM_SEED": "seed for output lengths and text (default 0)",
@@ -31,6 +33,8 @@ ENV_DOC = {
 DEFAULT_MAX_MODEL_LEN = 8192
 DEFAULT_MAX_NUM_SEQS = 256
 DEFAULT_MAX_BATCHED_TOKENS = 8192
+# vLLM's DistributedExecutorBackend values.
+EXECUTOR_BACKENDS = ("ray", "mp", "uni", "external_launcher")
 
 
 class ConfigError(ValueError):
@@ -65,6 +69,8 @@ class SimConfig:
     drain_seconds: float
     profiles: prof.Profiles
     ignored_flags: tuple[str, ...] = ()
+    distributed_executor_backend: str | None = None  # None: vLLM picks (ray across nodes)
+    group_size: int = 1  # nodes whose GPUs the engine spans (LLMOPS_GROUP_SIZE)
     notes: tuple[str, ...] = field(default=())  # decisions worth a log line at startup
 
     @property
@@ -130,6 +136,7 @@ _KNOWN_FLAGS: dict[str, tuple[str, type, str | None]] = {
     "--gpu-memory-utilization": ("gpu_memory_utilization", float, None),
     "--dtype": ("dtype", str, None),
     "--kv-cache-dtype": ("kv_cache_dtype", str, None),
+    "--distributed-executor-backend": ("distributed_executor_backend", str, None),
 }
 _BOOLEAN_FLAGS = {"--enable-prefix-caching": True, "--no-enable-prefix-caching": False}
 
@@ -193,6 +200,44 @@ def parse_max_model_len(value: str) -> int:
     return int(text)
 
 
+def parse_group_size(raw: str) -> int:
+    """LLMOPS_GROUP_SIZE: how many nodes (pods) the engine's Ray cluster spans; unset = 1."""
+    text = raw.strip()
+    if not text:
+        return 1
+    try:
+        size = int(text)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise ConfigError(f"LLMOPS_GROUP_SIZE={raw!r} must be a whole number >= 1 (nodes in the group)")
+    return size
+
+
+def engine_gpus(per_pod_raw: str, group_size: int, needed: int, backend: str | None) -> tuple[int, str | None]:
+    """(GPUs the engine can use, the error real vLLM would fail with or None).
+
+    Each pod of a group sees its own GPUs (LLMOPS_SIM_GPU_COUNT, the pod's nvidia.com/gpu);
+    over Ray the engine uses those of every node in the group. Unset: exactly TP x PP."""
+    if not per_pod_raw:
+        return needed, None
+    try:
+        per_pod = int(float(per_pod_raw))
+    except ValueError:
+        return 0, f"LLMOPS_SIM_GPU_COUNT={per_pod_raw!r} is not a number; fix: set it to e.g. {needed}"
+    total = per_pod * group_size
+    if group_size > 1 and needed > per_pod and backend not in (None, "ray"):
+        return total, (f"--distributed-executor-backend {backend} runs on one node, but tensor_parallel_size x "
+                       f"pipeline_parallel_size = {needed} GPUs and this node has {per_pod}; "
+                       "fix: use --distributed-executor-backend ray for a multi-node group")
+    if total < needed:
+        where = (f"only {per_pod} visible (LLMOPS_SIM_GPU_COUNT)" if group_size == 1 else
+                 f"the group has {total} ({group_size} nodes (LLMOPS_GROUP_SIZE) x {per_pod} GPUs (LLMOPS_SIM_GPU_COUNT))")
+        return total, (f"tensor_parallel_size x pipeline_parallel_size = {needed} GPUs but {where}; "
+                       "fix: request more nvidia.com/gpu")
+    return total, None
+
+
 def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name, "").strip()
     if not raw:
@@ -231,10 +276,15 @@ def build_config(argv: Sequence[str], env: Mapping[str, str], profile_yaml: str 
     pp = args.pipeline_parallel_size or 1
     if tp < 1 or pp < 1:
         raise ConfigError("--tensor-parallel-size and --pipeline-parallel-size must be >= 1")
-    gpu_count = int(_env_float(env, "LLMOPS_SIM_GPU_COUNT", tp * pp))
-    if gpu_count < tp * pp:
-        raise ConfigError(f"tensor_parallel_size x pipeline_parallel_size = {tp * pp} GPUs but only "
-                          f"{gpu_count} visible (LLMOPS_SIM_GPU_COUNT); fix: request more nvidia.com/gpu")
+    backend = args.distributed_executor_backend
+    if backend is not None and backend not in EXECUTOR_BACKENDS:
+        raise ConfigError(f"--distributed-executor-backend {backend!r} is not one of {', '.join(EXECUTOR_BACKENDS)}")
+    group_size = parse_group_size(env.get("LLMOPS_GROUP_SIZE", ""))
+    gpu_count, gpu_error = engine_gpus(env.get("LLMOPS_SIM_GPU_COUNT", "").strip(), group_size, tp * pp, backend)
+    if gpu_error:
+        raise ConfigError(gpu_error)
+    if group_size > 1:
+        notes.append(f"multi-node group: Ray cluster of {group_size} nodes, {gpu_count} GPUs in all")
 
     env_params = env.get("LLMOPS_SIM_PARAMS_B", "").strip()
     if env_params:
@@ -292,5 +342,7 @@ def build_config(argv: Sequence[str], env: Mapping[str, str], profile_yaml: str 
         drain_seconds=_env_float(env, "LLMOPS_SIM_DRAIN_SECONDS", 30.0),
         profiles=profiles,
         ignored_flags=tuple(ignored),
+        distributed_executor_backend=backend,
+        group_size=group_size,
         notes=tuple(notes),
     )
