@@ -16,7 +16,7 @@ from llmops.render import ClusterCapabilities, ResolvedSharding, render_children
 from llmops.render.group import GROUP_READY_GATE, leader_set_name
 from llmops.render.meta import DEPLOYMENT_LABEL, selector_string
 from llmops.status import Observed, compute_status, status_changed
-from llmops.validation import InvalidManifest, validate_manifest
+from llmops.validation import InvalidManifest, api_view, validate_manifest
 
 # Kinds whose objects we render and may have to remove when the shape changes
 # (single-node <-> multi-node, fewer groups).
@@ -149,7 +149,7 @@ def reconcile(kube: Kube, body: dict[str, Any], capabilities: ClusterCapabilitie
               nodes: Optional[list[GPUNode]] = None) -> Outcome:
     """Make the children match the spec, then report status. Safe to call any number of times."""
     try:
-        d = validate_manifest(_api_view(body))
+        d = validate_manifest(api_view(body))
     except InvalidManifest as exc:
         return _refuse(kube, body, "Failed", "InvalidSpec", "; ".join(str(p) for p in exc.problems))
     sharding, problems = resolve_sharding(d, nodes)
@@ -182,7 +182,7 @@ def refresh_status(kube: Kube, name: str, namespace: str, capabilities: ClusterC
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None, []
     try:
-        d = validate_manifest(_api_view(body))
+        d = validate_manifest(api_view(body))
     except InvalidManifest:
         return None, []  # reconcile reports invalid specs
     sharding, _ = resolve_sharding(d, nodes)
@@ -192,14 +192,3 @@ def refresh_status(kube: Kube, name: str, namespace: str, capabilities: ClusterC
     workload = kube.get(primary["apiVersion"], primary["kind"], primary["metadata"]["name"], namespace)
     return _report(kube, d, body, workload, sharding, capabilities)
 
-
-def _api_view(body: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a stored object the API model validates (server metadata and status aside)."""
-    meta = body.get("metadata", {})
-    return {
-        "apiVersion": body.get("apiVersion"),
-        "kind": body.get("kind"),
-        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "generation", "labels", "annotations")
-                     if meta.get(k) is not None},
-        "spec": body.get("spec"),
-    }

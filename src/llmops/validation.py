@@ -79,6 +79,19 @@ def validate_manifest(document: Any) -> LLMDeployment:
     return deployment
 
 
+def api_view(body: Any) -> dict[str, Any]:
+    """The parts of a stored object the API model judges: identity and spec; server-managed
+    metadata and status aside (used by the operator and the admission webhook alike)."""
+    meta = body.get("metadata") or {}
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "generation", "labels", "annotations")
+                     if meta.get(k) is not None},
+        "spec": body.get("spec"),
+    }
+
+
 def load_documents(text: str, source: str = "input") -> list[Any]:
     """Decode a YAML stream; a syntax error becomes one line naming the place."""
     try:

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Optional
 import kopf
 
 from llmops.api.v1alpha1 import GROUP, PLURAL, VERSION
-from llmops.validation import InvalidManifest, Problem, validate_manifest
+from llmops.validation import InvalidManifest, Problem, api_view, validate_manifest
 
 # The URL path Kopf routes to this handler: https://<service>:<port>/<HANDLER_ID>.
 # The chart's ValidatingWebhookConfiguration points at exactly this path.
@@ -46,18 +46,6 @@ class WebhookOptions:
 
 # -- pure decision ------------------------------------------------------------------------
 
-def _validated_view(body: Mapping[str, Any]) -> dict[str, Any]:
-    """What the API model judges: identity, spec; server-managed metadata and status aside."""
-    meta = body.get("metadata") or {}
-    return {
-        "apiVersion": body.get("apiVersion"),
-        "kind": body.get("kind"),
-        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "generation", "labels", "annotations")
-                     if meta.get(k) is not None},
-        "spec": body.get("spec"),
-    }
-
-
 def admission_problems(operation: str, new: Optional[Mapping[str, Any]],
                        old: Optional[Mapping[str, Any]]) -> list[Problem]:
     """Problems that make the API server refuse this request; empty = admit.
@@ -75,7 +63,7 @@ def admission_problems(operation: str, new: Optional[Mapping[str, Any]],
     if operation == "UPDATE" and old is not None and old.get("spec") == new.get("spec"):
         return []
     try:
-        validate_manifest(_validated_view(new))
+        validate_manifest(api_view(new))
     except InvalidManifest as exc:
         return list(exc.problems)
     return []

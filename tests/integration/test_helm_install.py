@@ -20,24 +20,14 @@ from kubernetes.client.rest import ApiException
 from llmops.kube import Kube
 from llmops.tools.chart import CHART_DIR, helm
 from llmops.tools.helm import kubectl_path
+from llmops.testing.samples import sim_deployment
 from llmops.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
 
 GROUP, VERSION, PLURAL = "llmops.io", "v1alpha1", "llmdeployments"
 TIMEOUT = 90
-SAMPLE = {
-    "apiVersion": "llmops.io/v1alpha1",
-    "kind": "LLMDeployment",
-    "metadata": {"name": "chat"},
-    "spec": {
-        "model": {"source": "hf://Qwen/Qwen2.5-0.5B-Instruct", "servedName": "chat"},
-        "engine": {"image": "llmops/vllm-sim:latest", "maxModelLen": 4096,
-                   "env": [{"name": "LLMOPS_SIM_STARTUP_SECONDS", "value": "1"}]},
-        "sharding": {"tensorParallelSize": 1, "pipelineParallelSize": 1},
-        "replicas": 1,
-    },
-}
+SAMPLE = sim_deployment("chat")
 INVALID_YAML = """\
 apiVersion: llmops.io/v1alpha1
 kind: LLMDeployment
@@ -153,6 +143,25 @@ def test_webhook_refuses_an_invalid_llmdeployment_naming_each_field(release):
     assert "denied the request" in result.stderr, result.stderr
     assert "spec.engine.dtype" in result.stderr and "spec.engine.extraArgs" in result.stderr, result.stderr
     assert _read(release.crs.get_namespaced_custom_object, GROUP, VERSION, release.workloads, PLURAL, "broken") is None
+
+
+FP8_ON_T4_YAML = """
+apiVersion: llmops.io/v1alpha1
+kind: LLMDeployment
+metadata: {name: fp8-t4}
+spec:
+  model: {source: hf://meta-llama/Llama-3.1-8B-Instruct}
+  quantization: {method: fp8}
+  resources: {gpu: {type: Tesla-T4}}
+"""
+
+
+def test_webhook_refuses_fp8_aimed_at_t4_nodes(release):
+    result = release.kubectl("apply", "-n", release.workloads, "-f", "-", stdin=FP8_ON_T4_YAML)
+    assert result.returncode != 0, result.stdout
+    assert "denied the request" in result.stderr, result.stderr
+    assert "spec.quantization.method" in result.stderr and "compute capability" in result.stderr, result.stderr
+    assert _read(release.crs.get_namespaced_custom_object, GROUP, VERSION, release.workloads, PLURAL, "fp8-t4") is None
 
 
 def test_webhook_admits_a_valid_one_and_the_operator_reconciles_it_with_the_charts_rbac(release):
