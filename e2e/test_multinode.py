@@ -143,3 +143,24 @@ def test_edge_profile_lands_only_on_edge_nodes(e2e_operator, crs, core, namespac
     pods = core.list_namespaced_pod(namespace, label_selector="llmops.io/deployment=small-edge").items
     for pod in pods:
         assert core.read_node(pod.spec.node_name).metadata.labels.get("llmops.io/edge") == "true", pod.spec.node_name
+
+
+def test_required_zone_spread_puts_one_replica_in_each_edge_site(e2e_operator, crs, core, namespace):
+    body = {
+        "apiVersion": "llmops.io/v1alpha1", "kind": "LLMDeployment",
+        "metadata": {"name": "spread-edge", "namespace": namespace},
+        "spec": {"model": {"source": "hf://Qwen/Qwen2.5-0.5B-Instruct"},
+                 "engine": {"image": "llmops/vllm-sim:latest", "maxModelLen": 4096,
+                            "env": [{"name": "LLMOPS_SIM_STARTUP_SECONDS", "value": "1"}]},
+                 "placement": {"profile": "edge", "zoneSpread": "required"}, "replicas": 2},
+    }
+    crs.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+
+    def two_ready():
+        status = crs.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "spread-edge").get("status") or {}
+        return status.get("readyReplicas") == 2
+
+    wait_for(two_ready, 120, "zone-spread edge deployment did not get 2 ready replicas")
+    pods = core.list_namespaced_pod(namespace, label_selector="llmops.io/deployment=spread-edge").items
+    zones = {core.read_node(p.spec.node_name).metadata.labels["topology.kubernetes.io/zone"] for p in pods}
+    assert len(zones) == 2, f"both replicas landed in one edge site: {zones}"

@@ -50,6 +50,7 @@ def eligible_nodes(d: LLMDeployment, nodes: list[GPUNode]) -> list[NodeGPUs]:
     tolerations = list(placement.tolerations) + [GPU_TOLERATION]
     if placement.profile is PlacementProfile.edge:
         selector.setdefault(EDGE_LABEL, "true")
+    if placement.profile is not PlacementProfile.default:
         tolerations.append(EDGE_TOLERATION)
     if d.spec.resources.gpu.type:
         selector.setdefault(GPU_PRODUCT_LABEL, d.spec.resources.gpu.type)

@@ -259,7 +259,11 @@ def test_upgrade_keeps_the_llmdeployment_its_pods_and_the_webhook_certificate(re
     assert "denied the request" in result.stderr, result.stderr
 
 
-def test_helm_test_checks_the_operator_health(release):
+def test_helm_test_checks_the_operator_health(release, sandbox):
+    if sandbox.is_sandbox:
+        # The hook pod calls the operator by its Service name; the sandbox has no cluster DNS
+        # (no kube-proxy either). The kind path runs this test for real.
+        pytest.skip("the sandbox runs no cluster DNS for Service names")
     result = helm(["test", release.name, "--namespace", release.namespace, "--logs", "--timeout", "90s"],
                   kubeconfig=release.kubeconfig, check=False, timeout=150)
     if result.returncode != 0 and ("Name or service not known" in result.stdout + result.stderr

@@ -43,3 +43,7 @@ def test_gpu_type_filters_and_no_match_means_plan_from_the_spec():
 def test_node_from_api_object():
     node = GPUNode.from_node("n", {"a": "b"}, {"taints": [EDGE_TAINT]}, {"allocatable": {"nvidia.com/gpu": "2"}})
     assert (node.gpus, node.taints, node.unschedulable) == (2, (EDGE_TAINT,), False)
+
+
+def test_edge_preferred_counts_edge_and_datacenter_nodes():
+    assert len(eligible_nodes(deployment(placement={"profile": "edge-preferred"}), NODES)) == 2

@@ -170,3 +170,30 @@ def test_planner_chosen_gpu_type_is_pinned_when_the_spec_names_none():
     d = load("minimal.yaml")
     pod = by_kind(render_children(d, ResolvedSharding(1, 1, gpu_product="NVIDIA-L4")))["Deployment"]["spec"]["template"]["spec"]
     assert pod["nodeSelector"]["nvidia.com/gpu.product"] == "NVIDIA-L4"
+
+
+def test_edge_preferred_prefers_edge_nodes_without_requiring_them():
+    d = load("edge-pvc.yaml")
+    d.spec.placement.profile = "edge-preferred"
+    pod = by_kind(render_children(d))["Deployment"]["spec"]["template"]["spec"]
+    assert "llmops.io/edge" not in pod["nodeSelector"]
+    preferred = pod["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert preferred[0] == d.spec.placement.affinity["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
+    assert {"weight": 100, "preference": {"matchExpressions": [
+        {"key": "llmops.io/edge", "operator": "In", "values": ["true"]}]}} in preferred
+    assert {"key": "llmops.io/edge", "operator": "Equal", "value": "true", "effect": "NoSchedule"} in pod["tolerations"]
+    # The user's affinity object itself is not modified.
+    assert len(d.spec.placement.affinity["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]) == 1
+
+
+def test_zone_spread_adds_a_constraint_after_the_users_own():
+    d = load("edge-pvc.yaml")
+    d.spec.placement.zone_spread = "required"
+    spread = by_kind(render_children(d))["Deployment"]["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert spread[0] == d.spec.placement.topology_spread_constraints[0]
+    assert spread[1] == {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
+                         "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "llmops-vllm",
+                                                           "app.kubernetes.io/instance": "phi-edge"}}}
+    d.spec.placement.zone_spread = "preferred"
+    spread = by_kind(render_children(d))["Deployment"]["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert spread[1]["whenUnsatisfiable"] == "ScheduleAnyway"

@@ -66,3 +66,14 @@ def test_prometheus_config_scrapes_every_2s_from_the_targets_file():
 def test_llmops_deployment_label_becomes_the_target_label_queries_use():
     p = pod(metadata={"labels": {"llmops.io/deployment": "chat"}})
     assert scrape_target(p)["labels"]["llmops_deployment"] == "chat"
+
+
+def test_mounts_that_would_hide_the_running_python_or_sandbox_state_are_skipped():
+    from llmops.sandbox.mounts import plan_mounts, shadows
+
+    assert shadows("/tmp", ["/tmp/ci/.venv"]) and shadows("/tmp/", ["/tmp"])
+    assert not shadows("/tmp/x", ["/tmp/xy"]) and not shadows("/data", ["/tmp/ci/.venv"])
+    pod = {"spec": {"volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "data", "emptyDir": {}}]}}
+    container = {"volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "data", "mountPath": "/data"}]}
+    mounts = plan_mounts(pod, container, Path("/tmp/sbx/volumes"), protected=["/tmp/ci/.venv"])
+    assert [m.target for m in mounts] == ["/data"]

@@ -210,13 +210,27 @@ class ResourcesSpec(ApiModel):
 
 class PlacementProfile(str, Enum):
     default = "default"
-    edge = "edge"
+    edge = "edge"                       # only edge nodes
+    edge_preferred = "edge-preferred"   # edge nodes first, datacenter nodes when none fits
+
+
+class ZoneSpread(str, Enum):
+    none = "none"
+    preferred = "preferred"  # spread replicas over zones/sites when the scheduler can
+    required = "required"    # never put two more replicas in one zone than in another
 
 
 class PlacementSpec(ApiModel):
     profile: PlacementProfile = Field(
         default=PlacementProfile.default,
-        description="'edge' adds the edge node selector and toleration (llmops.io/edge).",
+        description=(
+            "'edge' adds the edge node selector and toleration (llmops.io/edge); 'edge-preferred' "
+            "prefers edge nodes (node affinity) and tolerates them, falling back to other nodes."
+        ),
+    )
+    zone_spread: ZoneSpread = Field(
+        default=ZoneSpread.none,
+        description="Spread replicas across topology.kubernetes.io/zone (e.g. edge sites): none, preferred or required.",
     )
     node_selector: dict[str, str] = Field(default_factory=dict, description="Passed to the pod spec unchanged.")
     tolerations: list[KubeObject] = Field(default_factory=list, description="core/v1 Tolerations, unchanged.")

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmops.api.v1alpha1 import VLLM_PORT, LLMDeployment, PlacementProfile, QuantizationMethod
+import copy
+
+from llmops.api.v1alpha1 import VLLM_PORT, LLMDeployment, PlacementProfile, QuantizationMethod, ZoneSpread
 from llmops.render.context import ResolvedSharding
-from llmops.render.meta import common_labels
+from llmops.render.meta import common_labels, selector_labels
 
 MODEL_CACHE_PATH = "/root/.cache/huggingface"
 PVC_MOUNT_ROOT = "/models"
 EDGE_LABEL = "llmops.io/edge"
 EDGE_TOLERATION = {"key": EDGE_LABEL, "operator": "Equal", "value": "true", "effect": "NoSchedule"}
+EDGE_PREFERENCE = {"weight": 100, "preference": {"matchExpressions": [
+    {"key": EDGE_LABEL, "operator": "In", "values": ["true"]}]}}
+ZONE_LABEL = "topology.kubernetes.io/zone"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 # GPU nodes are commonly tainted so only GPU pods land there.
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
@@ -99,25 +104,43 @@ def _volumes(d: LLMDeployment) -> tuple[list[dict[str, Any]], list[dict[str, Any
     return volumes, mounts
 
 
+def _zone_spread(d: LLMDeployment) -> list[dict[str, Any]]:
+    mode = d.spec.placement.zone_spread
+    if mode is ZoneSpread.none:
+        return []
+    return [{
+        "maxSkew": 1,
+        "topologyKey": ZONE_LABEL,
+        "whenUnsatisfiable": "DoNotSchedule" if mode is ZoneSpread.required else "ScheduleAnyway",
+        "labelSelector": {"matchLabels": selector_labels(d)},
+    }]
+
+
 def placement(d: LLMDeployment, sharding: ResolvedSharding | None = None) -> dict[str, Any]:
-    """User placement unchanged, plus what the GPU type and the edge profile imply."""
+    """User placement unchanged, plus what the GPU type and the placement shorthands imply."""
     p = d.spec.placement
     node_selector = dict(p.node_selector)
     tolerations = list(p.tolerations)
+    affinity = copy.deepcopy(p.affinity)
     gpu_type = d.spec.resources.gpu.type or (sharding.gpu_product if sharding else None)
     if gpu_type:
         node_selector.setdefault(GPU_PRODUCT_LABEL, gpu_type)
     if p.profile is PlacementProfile.edge:
         node_selector.setdefault(EDGE_LABEL, "true")
-        if EDGE_TOLERATION not in tolerations:
-            tolerations.append(EDGE_TOLERATION)
+    if p.profile is PlacementProfile.edge_preferred:
+        preferred = affinity.setdefault("nodeAffinity", {}).setdefault(
+            "preferredDuringSchedulingIgnoredDuringExecution", [])
+        preferred.append(EDGE_PREFERENCE)
+    if p.profile is not PlacementProfile.default and EDGE_TOLERATION not in tolerations:
+        tolerations.append(EDGE_TOLERATION)
     if GPU_TOLERATION not in tolerations:
         tolerations.append(GPU_TOLERATION)
     spec: dict[str, Any] = {"nodeSelector": node_selector, "tolerations": tolerations}
-    if p.affinity:
-        spec["affinity"] = p.affinity
-    if p.topology_spread_constraints:
-        spec["topologySpreadConstraints"] = p.topology_spread_constraints
+    if affinity:
+        spec["affinity"] = affinity
+    spread = list(p.topology_spread_constraints) + _zone_spread(d)
+    if spread:
+        spec["topologySpreadConstraints"] = spread
     if p.priority_class_name:
         spec["priorityClassName"] = p.priority_class_name
     return spec

@@ -34,14 +34,27 @@ def volume_source(volume: dict, volumes_root: Path) -> str:
     return str(volume_dir(volumes_root, volume["name"]))
 
 
-def plan_mounts(pod: dict, container: dict, volumes_root: Path) -> list[Mount]:
-    """Bind mounts for one container from its volumeMounts (the SA token dir is handled apart)."""
+def shadows(target: str, protected: Sequence[str]) -> bool:
+    """True if mounting over `target` would hide one of the `protected` host paths."""
+    target = posixpath.normpath(target)
+    return any(p == target or p.startswith(target.rstrip("/") + "/") for p in map(posixpath.normpath, protected))
+
+
+def plan_mounts(pod: dict, container: dict, volumes_root: Path, protected: Sequence[str] = ()) -> list[Mount]:
+    """Bind mounts for one container from its volumeMounts (the SA token dir is handled apart).
+
+    A pod's processes run from the host's filesystem, so a volume mounted over a directory
+    holding the Python that runs them, the project, or the sandbox's own state (volume
+    sources) would hide them: such mounts (typically an emptyDir at /tmp) are skipped and
+    the container sees the host directory there instead."""
     volumes = {v["name"]: v for v in (pod.get("spec") or {}).get("volumes") or ()}
     mounts = []
     for vm in container.get("volumeMounts") or ():
         target = vm["mountPath"]
         if posixpath.normpath(target) in (SERVICE_ACCOUNT_DIR, "/run/secrets/kubernetes.io/serviceaccount"):
             continue   # the agent's bound TokenRequest token is already there
+        if shadows(target, protected):
+            continue
         volume = volumes.get(vm["name"])
         if volume is None:
             continue   # the API server rejects this; nothing sensible to mount

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -258,7 +259,7 @@ class PodWorker(threading.Thread):
             c.state, c.reason, c.message = "waiting", "CreateContainerConfigError", str(getattr(exc, "reason", None) or exc)
             c.next_start = now + 2.0
             return
-        mounts = plan_mounts(self.pod, spec, self.volumes_dir)
+        mounts = plan_mounts(self.pod, spec, self.volumes_dir, protected=self._host_paths_in_use())
         script = launch_script(str(self.run_dir), mounts, spec.get("workingDir"))
         self.run_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.dir / f"{c.name}.log"
@@ -359,6 +360,13 @@ class PodWorker(threading.Thread):
         if not self.setup_done:
             wait = 1.0
         return wait
+
+    def _host_paths_in_use(self) -> list[str]:
+        """Host paths a container's process needs to stay visible (see mounts.plan_mounts)."""
+        import llmops
+
+        return [sys.prefix, sys.base_prefix, str(Path(llmops.__file__).resolve().parent),
+                str(self.volumes_dir.resolve()), str(self.run_dir.resolve())]
 
     # --- status
     def _previous_conditions(self, gates: list[str]) -> list[dict]:
