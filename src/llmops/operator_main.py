@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 from pathlib import Path
 
 import kopf
@@ -22,9 +21,7 @@ def run_operator(args: argparse.Namespace) -> int:
     )
     if not args.verbose:  # one access line per probe and admission request drowns the real log
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    if args.kubeconfig:
-        os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's own login reads it
-    controller.KUBECONFIG = args.kubeconfig
+    controller.KUBECONFIG = args.kubeconfig  # used by kube.py and by the Kopf login handler
     if args.prometheus_url:
         controller.PROMETHEUS_URL = args.prometheus_url
     _enable_webhook(args)

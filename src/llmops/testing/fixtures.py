@@ -35,7 +35,15 @@ def _chart_operator_available(api_client) -> bool:
 
 
 @pytest.fixture(scope="session")
-def operator(kubeconfig, api_client, prometheus_url, tmp_path_factory):
+def crd_installed(api_client):
+    """The LLMDeployment CRD, created or updated from the models (the chart's job on kind)."""
+    if not FOREIGN_CLUSTER:
+        install_crd(api_client)
+    return True
+
+
+@pytest.fixture(scope="session")
+def operator(kubeconfig, api_client, crd_installed, prometheus_url, tmp_path_factory):
     """The operator under test: a local process here, the chart's pod on a foreign cluster (None)."""
     if FOREIGN_CLUSTER:
         if not _chart_operator_available(api_client):
@@ -43,7 +51,6 @@ def operator(kubeconfig, api_client, prometheus_url, tmp_path_factory):
                         "(e2e/kind/run-e2e.sh does)")
         yield None
         return
-    install_crd(api_client)
     op = start_operator(str(kubeconfig), tmp_path_factory.mktemp("operator") / "operator.log",
                         prometheus_url=prometheus_url)
     yield op
