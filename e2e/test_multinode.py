@@ -9,6 +9,7 @@ import urllib.request
 import pytest
 from kubernetes import client
 
+from llmops.testing.samples import sim_deployment
 from llmops.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -53,6 +54,14 @@ def cr(crs, namespace):
 def ready_groups(crs, namespace, expected):
     status = cr(crs, namespace).get("status") or {}
     return status.get("readyReplicas") == expected and status.get("phase") == "Ready" and status
+
+
+def wait_ready_replicas(crs, namespace, name, count, timeout=120):
+    def ready():
+        status = crs.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name).get("status") or {}
+        return status.get("readyReplicas") == count
+
+    wait_for(ready, timeout, f"{name} did not get {count} ready replicas")
 
 
 def pods_by_role(core, namespace):
@@ -125,42 +134,19 @@ def test_groups_scale_one_two_one(e2e_operator, crs, core, apps_api, namespace):
 
 
 def test_edge_profile_lands_only_on_edge_nodes(e2e_operator, crs, core, namespace):
-    body = {
-        "apiVersion": "llmops.io/v1alpha1", "kind": "LLMDeployment",
-        "metadata": {"name": "small-edge", "namespace": namespace},
-        "spec": {"model": {"source": "hf://Qwen/Qwen2.5-0.5B-Instruct"},
-                 "engine": {"image": "llmops/vllm-sim:latest", "maxModelLen": 4096,
-                            "env": [{"name": "LLMOPS_SIM_STARTUP_SECONDS", "value": "1"}]},
-                 "placement": {"profile": "edge"}, "replicas": 3},
-    }
+    body = sim_deployment("small-edge", namespace, placement={"profile": "edge"}, replicas=3)
     crs.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
-
-    def three_ready():
-        status = crs.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "small-edge").get("status") or {}
-        return status.get("readyReplicas") == 3
-
-    wait_for(three_ready, 120, "edge deployment did not get 3 ready replicas")
+    wait_ready_replicas(crs, namespace, "small-edge", 3)
     pods = core.list_namespaced_pod(namespace, label_selector="llmops.io/deployment=small-edge").items
     for pod in pods:
         assert core.read_node(pod.spec.node_name).metadata.labels.get("llmops.io/edge") == "true", pod.spec.node_name
 
 
 def test_required_zone_spread_puts_one_replica_in_each_edge_site(e2e_operator, crs, core, namespace):
-    body = {
-        "apiVersion": "llmops.io/v1alpha1", "kind": "LLMDeployment",
-        "metadata": {"name": "spread-edge", "namespace": namespace},
-        "spec": {"model": {"source": "hf://Qwen/Qwen2.5-0.5B-Instruct"},
-                 "engine": {"image": "llmops/vllm-sim:latest", "maxModelLen": 4096,
-                            "env": [{"name": "LLMOPS_SIM_STARTUP_SECONDS", "value": "1"}]},
-                 "placement": {"profile": "edge", "zoneSpread": "required"}, "replicas": 2},
-    }
+    body = sim_deployment("spread-edge", namespace, placement={"profile": "edge", "zoneSpread": "required"},
+                          replicas=2)
     crs.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
-
-    def two_ready():
-        status = crs.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "spread-edge").get("status") or {}
-        return status.get("readyReplicas") == 2
-
-    wait_for(two_ready, 120, "zone-spread edge deployment did not get 2 ready replicas")
+    wait_ready_replicas(crs, namespace, "spread-edge", 2)
     pods = core.list_namespaced_pod(namespace, label_selector="llmops.io/deployment=spread-edge").items
     zones = {core.read_node(p.spec.node_name).metadata.labels["topology.kubernetes.io/zone"] for p in pods}
     assert len(zones) == 2, f"both replicas landed in one edge site: {zones}"
