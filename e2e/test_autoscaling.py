@@ -67,11 +67,6 @@ class Load:
         self.thread.join(timeout=self.config.duration + 90)
 
 
-@pytest.fixture
-def crs(api_client):
-    return client.CustomObjectsApi(api_client)
-
-
 def cr(crs, namespace):
     return crs.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "chat")
 

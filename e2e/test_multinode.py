@@ -7,7 +7,6 @@ import json
 import urllib.request
 
 import pytest
-from kubernetes import client
 
 from llmops.testing.samples import sim_deployment
 from llmops.waiting import wait_for
@@ -35,16 +34,6 @@ def edge_manifest(namespace: str, replicas: int = 1) -> dict:
             "replicas": replicas,
         },
     }
-
-
-@pytest.fixture
-def crs(api_client):
-    return client.CustomObjectsApi(api_client)
-
-
-@pytest.fixture
-def core(api_client):
-    return client.CoreV1Api(api_client)
 
 
 def cr(crs, namespace):

@@ -9,10 +9,12 @@ from pathlib import Path
 import yaml
 
 from llmops.cli import UserError
-from llmops.validation import InvalidManifest, load_documents, validate_manifest
+from llmops.validation import InvalidManifest, document_label, load_documents, validate_manifest
 
 
-def _read_manifests(path: str) -> list:
+def read_manifests(path: str) -> list:
+    """The YAML documents of a file ('-' = stdin); unreadable or empty files are user errors,
+    bad YAML raises InvalidManifest."""
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text()
     except OSError as exc:
@@ -23,17 +25,9 @@ def _read_manifests(path: str) -> list:
     return documents
 
 
-def _label(doc: object, index: int) -> str:
-    if isinstance(doc, dict):
-        name = (doc.get("metadata") or {}).get("name")
-        if name:
-            return f"{doc.get('kind', 'object')}/{name}"
-    return f"document {index + 1}"
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
     try:
-        documents = _read_manifests(args.file)
+        documents = read_manifests(args.file)
     except InvalidManifest as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -42,11 +36,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for index, doc in enumerate(documents):
         try:
             validate_manifest(doc)
-            print(f"{_label(doc, index)}: valid")
+            print(f"{document_label(doc, index)}: valid")
         except InvalidManifest as exc:
             failed = True
             for problem in exc.problems:
-                print(f"{_label(doc, index)}: {problem}", file=sys.stderr)
+                print(f"{document_label(doc, index)}: {problem}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -55,7 +49,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     from llmops.render import ClusterCapabilities, render_children
 
     try:
-        deployments = [validate_manifest(doc) for doc in _read_manifests(args.file)]
+        deployments = [validate_manifest(doc) for doc in read_manifests(args.file)]
     except InvalidManifest as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

@@ -92,6 +92,15 @@ def api_view(body: Any) -> dict[str, Any]:
     }
 
 
+def document_label(document: Any, index: int) -> str:
+    """How messages name one document of a multi-document file: Kind/name, else its position."""
+    if isinstance(document, dict):
+        name = (document.get("metadata") or {}).get("name")
+        if name:
+            return f"{document.get('kind', 'object')}/{name}"
+    return f"document {index + 1}"
+
+
 def load_documents(text: str, source: str = "input") -> list[Any]:
     """Decode a YAML stream; a syntax error becomes one line naming the place."""
     try:

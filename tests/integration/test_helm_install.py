@@ -20,6 +20,7 @@ from kubernetes.client.rest import ApiException
 from llmops.kube import Kube
 from llmops.tools.chart import CHART_DIR, helm
 from llmops.tools.helm import kubectl_path
+from llmops.testing.kube import read_or_none
 from llmops.testing.samples import sim_deployment
 from llmops.waiting import wait_for
 
@@ -92,7 +93,7 @@ def release(api_client, kubeconfig):
     namespace, workloads = f"helm-ops-{suffix}", f"helm-ml-{suffix}"
     for ns, labels in ((namespace, {}), (workloads, selector)):
         core.create_namespace({"metadata": {"name": ns, "labels": {"llmops.io/test": "true", **labels}}})
-        wait_for(lambda ns=ns: (sa := _read(core.read_namespaced_service_account, "default", ns)) and sa.secrets,
+        wait_for(lambda ns=ns: (sa := read_or_none(core.read_namespaced_service_account, "default", ns)) and sa.secrets,
                  30, f"namespace {ns} has no default ServiceAccount token")
     r = Release(api_client, kubeconfig, f"ops{suffix}", namespace, workloads, selector)
     try:
@@ -102,15 +103,6 @@ def release(api_client, kubeconfig):
         r.helm("uninstall", r.name, "--wait", timeout=120) if _installed(r) else None
         for ns in (namespace, workloads):
             _delete(core.delete_namespace, ns)
-
-
-def _read(read, *args):
-    try:
-        return read(*args)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
 
 
 def _delete(delete, *args):
@@ -142,7 +134,7 @@ def test_webhook_refuses_an_invalid_llmdeployment_naming_each_field(release):
     assert result.returncode != 0, result.stdout
     assert "denied the request" in result.stderr, result.stderr
     assert "spec.engine.dtype" in result.stderr and "spec.engine.extraArgs" in result.stderr, result.stderr
-    assert _read(release.crs.get_namespaced_custom_object, GROUP, VERSION, release.workloads, PLURAL, "broken") is None
+    assert read_or_none(release.crs.get_namespaced_custom_object, GROUP, VERSION, release.workloads, PLURAL, "broken") is None
 
 
 FP8_ON_T4_YAML = """
@@ -161,7 +153,7 @@ def test_webhook_refuses_fp8_aimed_at_t4_nodes(release):
     assert result.returncode != 0, result.stdout
     assert "denied the request" in result.stderr, result.stderr
     assert "spec.quantization.method" in result.stderr and "compute capability" in result.stderr, result.stderr
-    assert _read(release.crs.get_namespaced_custom_object, GROUP, VERSION, release.workloads, PLURAL, "fp8-t4") is None
+    assert read_or_none(release.crs.get_namespaced_custom_object, GROUP, VERSION, release.workloads, PLURAL, "fp8-t4") is None
 
 
 def test_webhook_admits_a_valid_one_and_the_operator_reconciles_it_with_the_charts_rbac(release):
@@ -276,9 +268,9 @@ def test_helm_test_checks_the_operator_health(release, sandbox):
 def test_uninstall_removes_the_operator_but_keeps_the_crd_and_llmdeployments(release):
     release.helm("uninstall", release.name, "--wait", timeout=120)
     admission = client.AdmissionregistrationV1Api(release.api_client)
-    assert _read(admission.read_validating_webhook_configuration, f"{release.name}-llmops") is None
+    assert read_or_none(admission.read_validating_webhook_configuration, f"{release.name}-llmops") is None
     wait_for(lambda: not release.operator_pods(), TIMEOUT, "the operator pod outlived helm uninstall")
-    assert _read(release.apps.read_namespaced_deployment, f"{release.name}-llmops", release.namespace) is None
+    assert read_or_none(release.apps.read_namespaced_deployment, f"{release.name}-llmops", release.namespace) is None
     ext = client.ApiextensionsV1Api(release.api_client)
     assert ext.read_custom_resource_definition("llmdeployments.llmops.io")
     assert release.crs.get_namespaced_custom_object(GROUP, VERSION, release.workloads, PLURAL, "chat")

@@ -5,9 +5,8 @@ from __future__ import annotations
 import copy
 
 import pytest
-from kubernetes import client
-from kubernetes.client.rest import ApiException
 
+from llmops.testing.kube import read_or_none
 from llmops.testing.samples import sim_deployment
 from llmops.waiting import wait_for
 
@@ -18,21 +17,6 @@ TIMEOUT = 60
 
 # Runs on the sandbox's simulated A100 nodes: the simulator image answers like vLLM.
 MANIFEST = sim_deployment("chat")
-
-
-@pytest.fixture
-def crs(api_client):
-    return client.CustomObjectsApi(api_client)
-
-
-@pytest.fixture
-def apps(api_client):
-    return client.AppsV1Api(api_client)
-
-
-@pytest.fixture
-def core(api_client):
-    return client.CoreV1Api(api_client)
 
 
 def create(crs, namespace, manifest=MANIFEST, **spec_changes):
@@ -46,22 +30,13 @@ def get_cr(crs, namespace, name="chat"):
     return crs.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
 
 
-def read_or_none(read, *args):
-    try:
-        return read(*args)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-
-
 def condition(cr, ctype):
     return next((c for c in (cr.get("status") or {}).get("conditions", []) if c["type"] == ctype), None)
 
 
-def test_apply_creates_owned_children_with_the_rendered_spec(operator, crs, apps, core, namespace):
+def test_apply_creates_owned_children_with_the_rendered_spec(operator, crs, apps_api, core, namespace):
     cr = create(crs, namespace)
-    dep = wait_for(lambda: read_or_none(apps.read_namespaced_deployment, "chat", namespace), TIMEOUT,
+    dep = wait_for(lambda: read_or_none(apps_api.read_namespaced_deployment, "chat", namespace), TIMEOUT,
                    "operator did not create the Deployment")
     svc = wait_for(lambda: read_or_none(core.read_namespaced_service, "chat", namespace), TIMEOUT,
                    "operator did not create the Service")
@@ -93,60 +68,60 @@ def test_status_turns_ready_only_when_pods_serve(operator, crs, namespace):
     assert any(p in ("Pending", "Progressing") for p in seen[:-1]) or len(seen) == 1
 
 
-def test_spec_change_updates_children(operator, crs, apps, namespace):
+def test_spec_change_updates_children(operator, crs, apps_api, namespace):
     create(crs, namespace)
-    wait_for(lambda: read_or_none(apps.read_namespaced_deployment, "chat", namespace), TIMEOUT, "no Deployment")
+    wait_for(lambda: read_or_none(apps_api.read_namespaced_deployment, "chat", namespace), TIMEOUT, "no Deployment")
     crs.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "chat",
                                        {"spec": {"engine": {"maxModelLen": 2048}}})
 
     def updated():
-        args = apps.read_namespaced_deployment("chat", namespace).spec.template.spec.containers[0].args
+        args = apps_api.read_namespaced_deployment("chat", namespace).spec.template.spec.containers[0].args
         return args[args.index("--max-model-len") + 1] == "2048"
 
     wait_for(updated, TIMEOUT, "Deployment args did not follow spec.engine.maxModelLen")
 
 
-def test_scale_subresource_drives_the_deployment_and_hand_edits_are_reverted(operator, crs, apps, namespace):
+def test_scale_subresource_drives_the_deployment_and_hand_edits_are_reverted(operator, crs, apps_api, namespace):
     create(crs, namespace)
-    wait_for(lambda: read_or_none(apps.read_namespaced_deployment, "chat", namespace), TIMEOUT, "no Deployment")
+    wait_for(lambda: read_or_none(apps_api.read_namespaced_deployment, "chat", namespace), TIMEOUT, "no Deployment")
     crs.patch_namespaced_custom_object_scale(GROUP, VERSION, namespace, PLURAL, "chat", {"spec": {"replicas": 3}})
-    wait_for(lambda: apps.read_namespaced_deployment("chat", namespace).spec.replicas == 3, TIMEOUT,
+    wait_for(lambda: apps_api.read_namespaced_deployment("chat", namespace).spec.replicas == 3, TIMEOUT,
              "Deployment replicas did not follow `kubectl scale llmd`")
     scale = crs.get_namespaced_custom_object_scale(GROUP, VERSION, namespace, PLURAL, "chat")
     assert scale["spec"]["replicas"] == 3
     # The custom resource owns the replica count: a hand edit of the child is undone.
-    apps.patch_namespaced_deployment_scale("chat", namespace, {"spec": {"replicas": 1}})
-    wait_for(lambda: apps.read_namespaced_deployment("chat", namespace).spec.replicas == 3, TIMEOUT,
+    apps_api.patch_namespaced_deployment_scale("chat", namespace, {"spec": {"replicas": 1}})
+    wait_for(lambda: apps_api.read_namespaced_deployment("chat", namespace).spec.replicas == 3, TIMEOUT,
              "hand-edited Deployment replicas were not restored from the LLMDeployment")
 
 
-def test_children_deleted_by_hand_are_recreated(operator, crs, apps, core, namespace):
+def test_children_deleted_by_hand_are_recreated(operator, crs, apps_api, core, namespace):
     create(crs, namespace)
-    first = wait_for(lambda: read_or_none(apps.read_namespaced_deployment, "chat", namespace), TIMEOUT, "no Deployment")
+    first = wait_for(lambda: read_or_none(apps_api.read_namespaced_deployment, "chat", namespace), TIMEOUT, "no Deployment")
     wait_for(lambda: read_or_none(core.read_namespaced_service, "chat", namespace), TIMEOUT, "no Service")
-    apps.delete_namespaced_deployment("chat", namespace)
+    apps_api.delete_namespaced_deployment("chat", namespace)
     core.delete_namespaced_service("chat", namespace, _preload_content=False)  # 1.20 answers with a Status
 
     def recreated():
-        dep = read_or_none(apps.read_namespaced_deployment, "chat", namespace)
+        dep = read_or_none(apps_api.read_namespaced_deployment, "chat", namespace)
         svc = read_or_none(core.read_namespaced_service, "chat", namespace)
         return dep is not None and dep.metadata.uid != first.metadata.uid and svc is not None
 
     wait_for(recreated, TIMEOUT, "deleted children were not recreated")
 
 
-def test_deleting_the_resource_garbage_collects_children(operator, crs, apps, core, namespace):
+def test_deleting_the_resource_garbage_collects_children(operator, crs, apps_api, core, namespace):
     create(crs, namespace)
-    wait_for(lambda: read_or_none(apps.read_namespaced_deployment, "chat", namespace), TIMEOUT, "no Deployment")
+    wait_for(lambda: read_or_none(apps_api.read_namespaced_deployment, "chat", namespace), TIMEOUT, "no Deployment")
     crs.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "chat")
     wait_for(lambda: read_or_none(crs.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, "chat") is None,
              TIMEOUT, "LLMDeployment deletion got stuck (a finalizer?)")
-    wait_for(lambda: read_or_none(apps.read_namespaced_deployment, "chat", namespace) is None
+    wait_for(lambda: read_or_none(apps_api.read_namespaced_deployment, "chat", namespace) is None
              and read_or_none(core.read_namespaced_service, "chat", namespace) is None,
              TIMEOUT, "children were not garbage-collected")
 
 
-def test_spec_the_schema_allows_but_validation_refuses_is_reported_and_not_applied(operator, crs, apps, core, namespace):
+def test_spec_the_schema_allows_but_validation_refuses_is_reported_and_not_applied(operator, crs, apps_api, core, namespace):
     create(crs, namespace, engine={"image": "llmops/vllm-sim:latest", "extraArgs": ["--tensor-parallel-size=4"]})
 
     def failed():
@@ -155,7 +130,7 @@ def test_spec_the_schema_allows_but_validation_refuses_is_reported_and_not_appli
 
     cr = wait_for(failed, TIMEOUT, "invalid spec was not reported in status")
     assert "spec.engine.extraArgs" in condition(cr, "Ready")["message"]
-    assert read_or_none(apps.read_namespaced_deployment, "chat", namespace) is None
+    assert read_or_none(apps_api.read_namespaced_deployment, "chat", namespace) is None
 
     def warned():
         events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=chat").items

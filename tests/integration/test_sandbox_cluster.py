@@ -28,11 +28,6 @@ def _sandbox_only(sandbox):
     sandbox.require_sandbox("uses the sandbox's simulated images and state dir")
 
 
-@pytest.fixture
-def core(api_client):
-    return client.CoreV1Api(api_client)
-
-
 def http_pod(name, *, gpus=0, ready_after=0.0, port=8080, labels=None, node_selector=None,
              tolerations=None, affinity=None, restart_policy="Always", annotations=None, **extra_spec):
     container = {

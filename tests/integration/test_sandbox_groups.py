@@ -25,11 +25,6 @@ def _sandbox_only(sandbox):
     sandbox.require_sandbox("maps the vLLM image's launcher and ray commands to simulator processes")
 
 
-@pytest.fixture
-def core(api_client):
-    return client.CoreV1Api(api_client)
-
-
 def group_pod(name, role, container, grace=30):
     container = {"name": "vllm", "image": IMAGE, "resources": {"limits": {"nvidia.com/gpu": "1"}}, **container}
     return {"apiVersion": "v1", "kind": "Pod",

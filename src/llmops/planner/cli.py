@@ -5,14 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
-from pathlib import Path
 from typing import Any, Optional
 
 from llmops.planner.fit import FitReport, NodeGPUs, plan_deployment
 from llmops.planner.gpus import GPU_CATALOGUE
 from llmops.planner.models import MODEL_CATALOGUE
-from llmops.validation import InvalidManifest, load_documents, parse_manifest
+from llmops.validation import InvalidManifest, document_label, parse_manifest
 
 _NODE_SPEC = re.compile(r"^(?P<product>[^:]+):(?P<gpus>\d+)(?:[xX*](?P<count>\d+))?$")
 
@@ -103,14 +101,6 @@ def render_catalogues() -> str:
     return "\n".join(lines)
 
 
-def _label(document: Any, index: int) -> str:
-    if isinstance(document, dict):
-        name = (document.get("metadata") or {}).get("name")
-        if name:
-            return f"{document.get('kind', 'object')}/{name}"
-    return f"document {index + 1}"
-
-
 def cmd_plan(args: argparse.Namespace) -> int:
     from llmops.cli import UserError
 
@@ -119,22 +109,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return 0
     if not args.file:
         raise UserError("plan: give a manifest with -f FILE (or --list for the catalogues)")
-    try:
-        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
-    except OSError as exc:
-        raise UserError(f"cannot read {args.file}: {exc.strerror}") from None
+    from llmops.commands import read_manifests
+
     nodes = parse_nodes(args.nodes)
     try:
-        documents = load_documents(text, source=args.file)
+        documents = read_manifests(args.file)
     except InvalidManifest as exc:
         raise UserError("; ".join(str(p) for p in exc.problems)) from None
-    if not documents:
-        raise UserError(f"{args.file}: no LLMDeployment found (the file is empty)")
     results: list[dict[str, Any]] = []
     texts: list[str] = []
     failed = False
     for index, document in enumerate(documents):
-        label = _label(document, index)
+        label = document_label(document, index)
         try:
             deployment = parse_manifest(document)
         except InvalidManifest as exc:

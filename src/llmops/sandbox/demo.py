@@ -8,7 +8,6 @@ come back down. Each step prints what it waits for; every wait is bounded.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import threading
 import time

@@ -87,7 +87,7 @@ def sandbox() -> SandboxHandle:
         yield SandboxHandle(kubeconfig=foreign, is_sandbox=False)
         return
     from . import lifecycle
-    from .state import StateDir, resolve_dir
+    from .state import resolve_dir
 
     if os.geteuid() != 0:
         pytest.skip("the llmops sandbox needs root (network namespaces); "

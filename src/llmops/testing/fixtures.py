@@ -65,3 +65,13 @@ def e2e_operator(operator):
 @pytest.fixture
 def apps_api(api_client):
     return client.AppsV1Api(api_client)
+
+
+@pytest.fixture
+def core(api_client):
+    return client.CoreV1Api(api_client)
+
+
+@pytest.fixture
+def crs(api_client):
+    return client.CustomObjectsApi(api_client)
