@@ -12,7 +12,8 @@ SUBCOMMAND_MODULES = [
     "llmops.commands",          # render, validate, crds, run
     "llmops.planner.cli",       # plan
     "llmops.sandbox.cli",       # sandbox up/down/status/kubeconfig/demo
-    "llmops.sim.cli",           # sim serve
+    "llmops.sim.cli",           # sim serve/worker/stage
+    "llmops.stage.cli",         # stage fetch/wait
     "llmops.load.cli",          # load
 ]
 
@@ -46,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`llmops render ... | head`): stop quietly, like other CLIs.
+        sys.stderr.close()
+        return 141
 
 
 if __name__ == "__main__":

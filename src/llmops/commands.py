@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from llmops.cli import UserError
+from llmops.render.context import DEFAULT_STAGER_IMAGE
 from llmops.validation import InvalidManifest, document_label, load_documents, validate_manifest
 
 
@@ -101,6 +102,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics-port", type=int, default=8080, help="port for the operator's /metrics")
     p.add_argument("--health-port", type=int, default=8081, help="port for /healthz (0 disables)")
     p.add_argument("--prometheus-url", help="Prometheus base URL the autoscaler queries")
+    p.add_argument("--stager-image", default=DEFAULT_STAGER_IMAGE,
+                   help=f"image with `llmops stage` for model pre-staging pods (default {DEFAULT_STAGER_IMAGE})")
     p.add_argument("--webhook-port", type=int, default=0,
                    help="serve the validating admission webhook (HTTPS) on this port; 0 (default) = no webhook")
     p.add_argument("--webhook-cert-dir",

@@ -2,11 +2,13 @@
 
 Triggers: create / resume / spec change and a periodic drift check on the LLMDeployment,
 plus events of the children we own (a Deployment or Service deleted by hand is recreated;
-pod readiness changes refresh status promptly).
+pod readiness changes refresh status promptly; the model-stage DaemonSet and its pods feed
+the ModelStaged condition the same way).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -20,6 +22,7 @@ from llmops.autoscale.prometheus import PrometheusClient
 from llmops.kube import Kube, load_api_client
 from llmops.inventory import GPUNode
 from llmops.reconcile import Note, reconcile, refresh_status
+from llmops.render.context import DEFAULT_STAGER_IMAGE
 from llmops.render.meta import DEPLOYMENT_LABEL, MANAGED_BY
 
 DRIFT_CHECK_SECONDS = 60
@@ -31,6 +34,7 @@ AUTOSCALE_TICK_SECONDS = 2  # each deployment's own evaluationIntervalSeconds ga
 # Set by `llmops run` before kopf starts.
 KUBECONFIG: str | None = None
 PROMETHEUS_URL: str | None = None
+STAGER_IMAGE: str = DEFAULT_STAGER_IMAGE
 
 
 @kopf.on.startup()
@@ -49,7 +53,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.execution.max_workers = 16
     memo.kube = Kube(load_api_client(KUBECONFIG))
     memo.prometheus = PrometheusClient(PROMETHEUS_URL) if PROMETHEUS_URL else None
-    memo.capabilities = memo.kube.discover_capabilities()
+    memo.capabilities = dataclasses.replace(memo.kube.discover_capabilities(), stager_image=STAGER_IMAGE)
     logging.getLogger(__name__).info("cluster capabilities: %s", memo.capabilities)
 
 
@@ -153,6 +157,7 @@ def _owner_of(labels: dict[str, str]) -> str | None:
 
 @kopf.on.event("apps", "v1", "deployments", labels=OWNED)
 @kopf.on.event("apps", "v1", "statefulsets", labels=OWNED)
+@kopf.on.event("apps", "v1", "daemonsets", labels=OWNED)
 @kopf.on.event("", "v1", "services", labels=OWNED)
 def on_child(event: dict[str, Any], body: kopf.Body, labels: dict[str, str], namespace: str,
              memo: kopf.Memo, gpu_nodes: kopf.Index, **_: Any) -> None:

@@ -97,6 +97,9 @@ PRINTER_COLUMNS = [
     {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas"},
     {"name": "Desired", "type": "integer", "jsonPath": ".spec.replicas"},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    # Empty unless model pre-staging is on; then True once every allowed node has the weights.
+    {"name": "Staged", "type": "string", "priority": 1,
+     "jsonPath": ".status.conditions[?(@.type==\"ModelStaged\")].status"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

@@ -24,6 +24,7 @@ def run_operator(args: argparse.Namespace) -> int:
     controller.KUBECONFIG = args.kubeconfig  # used by kube.py and by the Kopf login handler
     if args.prometheus_url:
         controller.PROMETHEUS_URL = args.prometheus_url
+    controller.STAGER_IMAGE = args.stager_image
     _enable_webhook(args)
     if args.metrics_port:
         start_http_server(args.metrics_port)

@@ -14,13 +14,14 @@ from llmops.kube import Kube
 from llmops.planner import plan_deployment
 from llmops.render import ClusterCapabilities, ResolvedSharding, render_children
 from llmops.render.group import GROUP_READY_GATE, leader_set_name
-from llmops.render.meta import DEPLOYMENT_LABEL, selector_string
+from llmops.render.meta import DEPLOYMENT_LABEL, label_selector, selector_string
+from llmops.render.prestage import stage_selector, stage_set_name, staging_enabled
 from llmops.status import Observed, compute_status, status_changed
 from llmops.validation import InvalidManifest, api_view, validate_manifest
 
 # Kinds whose objects we render and may have to remove when the shape changes
-# (single-node <-> multi-node, fewer groups).
-PRUNABLE = (("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"), ("v1", "Service"))
+# (single-node <-> multi-node, fewer groups, pre-staging turned off).
+PRUNABLE = (("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"), ("apps/v1", "DaemonSet"), ("v1", "Service"))
 LWS = ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet")
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "LeaderWorkerSet"}
 
@@ -134,7 +135,12 @@ def _report(kube: Kube, d: LLMDeployment, body: dict[str, Any], workload: Option
     pods = kube.list_pods(d.namespace, selector_string(d))
     notes = _sync_groups(kube, d, sharding, pods, capabilities)
     previous = body.get("status") or {}
-    status = compute_status(d, Observed(workload=workload, pods=pods), sharding, previous, utc_now())
+    staging, stage_pods = None, []
+    if staging_enabled(d):
+        staging = kube.get("apps/v1", "DaemonSet", stage_set_name(d), d.namespace)
+        stage_pods = kube.list_pods(d.namespace, label_selector(stage_selector(d)))
+    observed = Observed(workload=workload, pods=pods, staging=staging, stage_pods=stage_pods)
+    status = compute_status(d, observed, sharding, previous, utc_now())
     if status_changed(previous, status):
         kube.patch_llmdeployment_status(d.name, d.namespace, status)
     return status, notes

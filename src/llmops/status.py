@@ -15,6 +15,7 @@ from llmops.render.context import ResolvedSharding
 from llmops.render.meta import selector_string, service_endpoint
 
 READY, PROGRESSING, DEGRADED = "Ready", "Progressing", "Degraded"
+MODEL_STAGED = "ModelStaged"
 # Containers in these waiting states will not recover without a change.
 BROKEN_WAITING_REASONS = {
     "CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "InvalidImageName",
@@ -29,6 +30,8 @@ class Observed:
     workload: Optional[dict[str, Any]] = None      # the child Deployment, if it exists
     pods: list[dict[str, Any]] = field(default_factory=list)
     error: Optional[str] = None                    # e.g. the spec was refused
+    staging: Optional[dict[str, Any]] = None       # the model-stage DaemonSet, if pre-staging is on
+    stage_pods: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ def _pod_problem(pod: dict[str, Any]) -> Optional[tuple[str, str]]:
     for cond in status.get("conditions", []) or []:
         if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
             return "Unschedulable", f"pod {name}: {cond.get('message') or cond.get('reason')}"
-    for cs in status.get("containerStatuses", []) or []:
+    for cs in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
         waiting = (cs.get("state") or {}).get("waiting") or {}
         if waiting.get("reason") in BROKEN_WAITING_REASONS:
             detail = waiting.get("message") or waiting["reason"]
@@ -124,6 +127,27 @@ def _conditions(d: LLMDeployment, observed: Observed) -> tuple[str, dict[str, _C
     }
 
 
+def _staging_condition(observed: Observed) -> _Cond:
+    """ModelStaged: does every node the placement allows hold a checked copy of the weights?"""
+    ds = observed.staging
+    if ds is None:
+        return _Cond("False", "Creating", "creating the model-stage DaemonSet")
+    status = ds.get("status") or {}
+    desired = status.get("desiredNumberScheduled", 0) or 0
+    ready = status.get("numberReady", 0) or 0
+    current = (status.get("observedGeneration") or 0) >= (ds["metadata"].get("generation") or 0)
+    problems = [p for p in map(_pod_problem, observed.stage_pods) if p]
+    if current and desired == 0:
+        return _Cond("False", "NoEligibleNodes",
+                     "no node matches the placement, so the weights are staged nowhere; check spec.placement and the nodes' labels and taints")
+    if current and ready >= desired and not problems:
+        return _Cond("True", "Staged", f"weights staged and checked on all {desired} eligible nodes")
+    text = f"weights staged on {ready}/{desired} eligible nodes"
+    if problems:
+        return _Cond("False", problems[0][0], f"{text}; {problems[0][1]}")
+    return _Cond("False", "Staging", text + " (serving pods on the others wait for their copy)")
+
+
 def _merge_condition(previous: dict[str, Any] | None, ctype: str, cond: _Cond, now: str, generation: int) -> dict[str, Any]:
     unchanged = previous is not None and previous.get("status") == cond.status
     return {
@@ -148,13 +172,16 @@ def compute_status(
     previous = previous or {}
     generation = d.metadata.generation or 0
     phase, conditions, counts = _conditions(d, observed)
+    owned = {READY, PROGRESSING, DEGRADED, MODEL_STAGED}
+    if d.spec.model.prestage.enabled and not observed.error:
+        conditions[MODEL_STAGED] = _staging_condition(observed)
     old = {c.get("type"): c for c in previous.get("conditions", []) or []}
     status: dict[str, Any] = {
         "observedGeneration": generation,
         "phase": phase,
         "conditions": [_merge_condition(old.get(t), t, c, now, generation) for t, c in conditions.items()]
         # Conditions other writers own (the autoscaler's) are carried over untouched.
-        + [c for t, c in old.items() if t not in conditions],
+        + [c for t, c in old.items() if t not in owned],
         "replicas": counts["replicas"],
         "readyReplicas": counts["ready"],
         "updatedReplicas": counts["updated"],

@@ -45,8 +45,19 @@ def _wire_path(loc: tuple[Any, ...]) -> str:
     return ".".join(parts)
 
 
+# What a pattern-checked field expects, said the way a person would fix it.
+PATTERN_HINTS = {
+    "source": "use hf://ORG/NAME, s3://BUCKET/PATH or pvc://CLAIM/PATH",
+    "hostPath": "use an absolute node directory below / such as /var/lib/llmops/models",
+    "revision": "use a branch, tag or commit id such as main or a 40-character commit",
+}
+
+
 def _friendly(error: dict[str, Any]) -> str:
     kind = error["type"]
+    field = str(error["loc"][-1]) if error["loc"] else ""
+    if kind == "string_pattern_mismatch" and field in PATTERN_HINTS:
+        return f"{error['input']!r} is not valid; {PATTERN_HINTS[field]}"
     if kind == "extra_forbidden":
         return "unknown field; check the spelling against `kubectl explain llmd.spec` (fields are camelCase)"
     if kind == "missing":

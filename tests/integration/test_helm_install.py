@@ -216,6 +216,7 @@ def test_the_service_account_can_do_exactly_what_the_operator_needs(release):
               ("patch", "", "services", None), ("create", "policy", "poddisruptionbudgets", None),
               ("list", "", "pods", None), ("create", "", "events", None),
               ("create", "apps", "statefulsets", None), ("delete", "apps", "statefulsets", None),
+              ("create", "apps", "daemonsets", None), ("delete", "apps", "daemonsets", None),
               ("delete", "apps", "deployments", None), ("patch", "", "pods", "status"), ("delete", "", "pods", None)]
     for verb, group, resource, sub in needed:
         assert allowed(verb, group, resource, ns, sub), f"{verb} {group}/{resource}/{sub or ''} denied in {ns}"

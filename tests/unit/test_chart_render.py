@@ -102,6 +102,7 @@ EXPECTED_NAMESPACED = {
     ("llmops.io", "llmdeployments/scale"): {"patch"},
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
     ("apps", "statefulsets"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("apps", "daemonsets"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "services"): {"get", "list", "watch", "create", "patch", "delete"},
     ("policy", "poddisruptionbudgets"): {"get", "create", "patch"},
     ("", "pods"): {"list", "watch", "patch", "delete"},

@@ -43,7 +43,9 @@ def test_scale_and_status_subresources_and_columns():
     }
     assert "status" in version["subresources"]
     names = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert names == ["Model", "TP", "PP", "Ready", "Desired", "Phase", "Age"]
+    assert names == ["Model", "TP", "PP", "Ready", "Desired", "Phase", "Staged", "Age"]
+    wide_only = [c["name"] for c in version["additionalPrinterColumns"] if c.get("priority")]
+    assert wide_only == ["Staged"]  # `kubectl get llmd -o wide`: only pre-staging users care
 
 
 def test_fields_carry_descriptions_for_kubectl_explain():

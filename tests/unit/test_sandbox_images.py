@@ -110,3 +110,11 @@ def test_an_image_whose_rules_all_want_another_command_says_so():
 def test_bad_group_rule_fields(text, match):
     with pytest.raises(ImageFileError, match=match):
         parse_images(text)
+
+
+@pytest.mark.parametrize("image", ["llmops/operator:0.1.0", "llmops/vllm-sim:latest"])
+def test_stager_downloads_from_the_simulated_hub_and_waiting_runs_for_real(image):
+    fetch = container_argv(image, ["llmops", "stage", "fetch"], ["--source", "hf://a/b", "--hold"], RULES, PY)
+    assert fetch == [PY, "-m", "llmops.cli", "sim", "stage", "--source", "hf://a/b", "--hold"]
+    wait = container_argv(image, ["llmops", "stage", "wait"], ["--dir", "/d"], RULES, PY)
+    assert wait == [PY, "-m", "llmops.cli", "stage", "wait", "--dir", "/d"]

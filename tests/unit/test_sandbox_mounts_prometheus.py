@@ -17,9 +17,10 @@ def test_plan_mounts_skips_the_service_account_dir_and_handles_subpath():
         {"name": "default-token-abc", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"},
         {"name": "host", "mountPath": "/models/m", "subPath": "m"},
     ]}
-    assert plan_mounts(POD, container, Path("/state/pod/volumes")) == [
+    assert plan_mounts(POD, container, Path("/state/pod/volumes"), Path("/state/nodes/n1/rootfs")) == [
         Mount("/state/pod/volumes/cfg", "/etc/app", True),
-        Mount("/data/m", "/models/m", False),
+        # hostPath volumes live in the simulated node's own root, not on the host's /.
+        Mount("/state/nodes/n1/rootfs/data/m", "/models/m", False),
     ]
 
 
@@ -75,5 +76,6 @@ def test_mounts_that_would_hide_the_running_python_or_sandbox_state_are_skipped(
     assert not shadows("/tmp/x", ["/tmp/xy"]) and not shadows("/data", ["/tmp/ci/.venv"])
     pod = {"spec": {"volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "data", "emptyDir": {}}]}}
     container = {"volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "data", "mountPath": "/data"}]}
-    mounts = plan_mounts(pod, container, Path("/tmp/sbx/volumes"), protected=["/tmp/ci/.venv"])
+    mounts = plan_mounts(pod, container, Path("/tmp/sbx/volumes"), Path("/tmp/sbx/nodes/n1/rootfs"),
+                         protected=["/tmp/ci/.venv"])
     assert [m.target for m in mounts] == ["/data"]

@@ -136,3 +136,12 @@ def test_a_single_node_backend_cannot_span_the_group():
 def test_unusable_group_settings_say_what_to_fix(argv, env, fragment):
     with pytest.raises(ConfigError, match=fragment):
         build_config(argv, env)
+
+
+def test_a_local_model_directory_must_hold_a_model(tmp_path):
+    missing = tmp_path / "meta-llama--Llama-3.1-8B-Instruct--main"
+    with pytest.raises(ConfigError, match=r"--model .*: no config.json in that directory"):
+        build_config(["--model", str(missing)], {})
+    missing.mkdir()
+    (missing / "config.json").write_text("{}")
+    assert build_config(["--model", str(missing)], {}).params_b == 8.0  # size still read from the name

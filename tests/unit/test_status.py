@@ -118,3 +118,56 @@ def test_conditions_owned_by_the_autoscaler_are_kept():
     s = status_of(make(), Observed(workload=workload(ready=2)), previous={"conditions": [autoscaling]})
     assert autoscaling in s["conditions"]
     assert [c["type"] for c in s["conditions"]] == ["Ready", "Progressing", "Degraded", "Autoscaling"]
+
+
+# -- model pre-staging -------------------------------------------------------------------
+
+def staged(**prestage):
+    d = make(replicas=1)
+    return validate_manifest({**d.model_dump(by_alias=True, exclude_none=True),
+                              "spec": {**d.spec.to_wire(), "model": {"source": "hf://a/b", "prestage": {"enabled": True, **prestage}}}})
+
+
+def daemonset(desired, ready, generation=1, observed=1):
+    return {"metadata": {"generation": generation},
+            "status": {"desiredNumberScheduled": desired, "numberReady": ready, "observedGeneration": observed}}
+
+
+def model_staged(status):
+    return next(((c["status"], c["reason"], c.get("message", "")) for c in status["conditions"]
+                 if c["type"] == "ModelStaged"), None)
+
+
+def test_model_staged_counts_nodes_holding_a_checked_copy():
+    d = staged()
+    assert model_staged(status_of(d, Observed(workload=workload(1)))) == (
+        "False", "Creating", "creating the model-stage DaemonSet")
+    partial = model_staged(status_of(d, Observed(workload=workload(1), staging=daemonset(4, 1))))
+    assert partial[:2] == ("False", "Staging") and "1/4 eligible nodes" in partial[2]
+    assert model_staged(status_of(d, Observed(workload=workload(1), staging=daemonset(4, 4))))[:2] == ("True", "Staged")
+    # A DaemonSet the controller has not caught up with is not "staged" yet.
+    assert model_staged(status_of(d, Observed(workload=workload(1), staging=daemonset(4, 4, 2, 1))))[0] == "False"
+
+
+def test_no_eligible_node_and_a_failing_stager_are_explained():
+    d = staged()
+    nowhere = model_staged(status_of(d, Observed(workload=workload(1), staging=daemonset(0, 0))))
+    assert nowhere[:2] == ("False", "NoEligibleNodes") and "spec.placement" in nowhere[2]
+    crashing = {"metadata": {"name": "edge-llama-stage-x"}, "status": {"phase": "Running", "containerStatuses": [
+        {"name": "stage", "state": {"waiting": {"reason": "CrashLoopBackOff",
+                                                "message": "error: cannot list org/m@main: 401"}}}]}}
+    failing = model_staged(status_of(d, Observed(workload=workload(1), staging=daemonset(2, 1), stage_pods=[crashing])))
+    assert failing[:2] == ("False", "CrashLoopBackOff") and "401" in failing[2] and "1/2" in failing[2]
+
+
+def test_a_serving_pod_whose_init_container_crashes_makes_the_deployment_degraded():
+    pod = {"metadata": {"name": "m-1"}, "status": {"phase": "Pending", "initContainerStatuses": [
+        {"name": "model-stage-wait", "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "damaged"}}}]}}
+    status = status_of(staged(), Observed(workload=workload(1), pods=[pod], staging=daemonset(1, 1)))
+    assert conds(status)["Degraded"] == ("True", "CrashLoopBackOff")
+
+
+def test_turning_prestage_off_drops_the_condition():
+    before = status_of(staged(), Observed(workload=workload(1), staging=daemonset(1, 1)))
+    after = status_of(make(replicas=1), Observed(workload=workload(1)), previous=before)
+    assert model_staged(before) and model_staged(after) is None

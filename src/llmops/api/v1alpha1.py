@@ -63,6 +63,51 @@ class ModelShape(ApiModel):
     )
 
 
+DEFAULT_STAGE_HOST_PATH = "/var/lib/llmops/models"
+# Files a Hugging Face repo often carries besides the safetensors vLLM loads: original
+# checkpoints (Llama's `original/`), PyTorch/TF/Flax/GGUF/ONNX copies. Skipping them
+# roughly halves what edge nodes download for many popular repos.
+DEFAULT_STAGE_IGNORE = ["original/*", "*.pth", "*.pt", "*.msgpack", "*.h5", "*.gguf", "*.onnx", "*.onnx_data"]
+
+
+class PrestageSpec(ApiModel):
+    """Download the weights onto every node the placement allows before serving pods start."""
+
+    enabled: bool = Field(
+        default=False,
+        description=(
+            "Run a DaemonSet on exactly the nodes serving pods may use (same selector, affinity and "
+            "tolerations) that downloads the weights to a node-local cache and checks their SHA-256; serving "
+            "pods wait for and verify that copy and load it offline."
+        ),
+    )
+    host_path: str = Field(
+        default=DEFAULT_STAGE_HOST_PATH,
+        pattern=r"^/[^\s:]*[^\s:/]$",
+        description="Node directory holding staged models (one sub-directory per repo and revision).",
+    )
+    image: Optional[str] = Field(
+        default=None,
+        min_length=1,
+        description="Image with `llmops stage`; empty = the operator's own image (--stager-image).",
+    )
+    ignore_patterns: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_STAGE_IGNORE),
+        description="Repo files not to download (fnmatch patterns); [] downloads everything.",
+    )
+    verify_on_start: bool = Field(
+        default=True,
+        description="Serving pods re-check every file's SHA-256 against the manifest before loading (costs ~1 s/GB).",
+    )
+
+    @field_validator("host_path")
+    @classmethod
+    def _plain_host_path(cls, path: str) -> str:
+        if ".." in path.split("/"):
+            raise ValueError(f"{path!r} contains '..'; use an absolute path such as {DEFAULT_STAGE_HOST_PATH}")
+        return path
+
+
 MODEL_SOURCE_PATTERN = r"^(hf://[^/\s]+/[^\s]+|s3://[^/\s]+(/[^\s]*)?|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/[^\s]*)?)$"
 
 
@@ -81,6 +126,25 @@ class ModelSpec(ApiModel):
         default=None,
         description="Architecture figures for models the planner's catalogue does not know.",
     )
+    revision: Optional[str] = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$",
+        description="Branch, tag or commit of an hf:// source (--revision); empty = main. Pin a commit for reproducible staging.",
+    )
+    prestage: PrestageSpec = Field(default_factory=PrestageSpec, description="Pre-stage weights on the nodes.")
+
+    @model_validator(mode="after")
+    def _prestage_needs_hf(self) -> "ModelSpec":
+        if self.prestage.enabled and self.scheme != "hf":
+            fix = ("the weights are already on a volume" if self.scheme == "pvc"
+                   else "vLLM streams s3:// weights itself")
+            raise ValueError(
+                f"prestage.enabled: pre-staging supports hf:// sources only ({fix}); "
+                "set prestage.enabled: false or use an hf:// source"
+            )
+        if self.revision is not None and self.scheme != "hf":
+            raise ValueError("revision: only hf:// sources have revisions; remove it or use an hf:// source")
+        return self
 
     @property
     def scheme(self) -> str:
@@ -142,6 +206,7 @@ class EngineSpec(ApiModel):
 # Flags the renderer sets from typed fields; passing them in extraArgs would conflict.
 MANAGED_FLAGS = {
     "--model": "spec.model.source",
+    "--revision": "spec.model.revision",
     "--served-model-name": "spec.model.servedName",
     "--tensor-parallel-size": "spec.sharding.tensorParallelSize",
     "--pipeline-parallel-size": "spec.sharding.pipelineParallelSize",

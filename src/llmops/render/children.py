@@ -9,6 +9,7 @@ from llmops.render.context import ClusterCapabilities, ResolvedSharding
 from llmops.render.meta import child_metadata, selector_labels
 from llmops.render.group import ROLE_LABEL, group_children
 from llmops.render.pod import pod_template
+from llmops.render.prestage import add_staging, pod_templates, stage_daemonset, staging_enabled
 
 
 def deployment(d: LLMDeployment, sharding: ResolvedSharding) -> dict[str, Any]:
@@ -70,8 +71,15 @@ def render_children(
         workloads = group_children(d, sharding, use_lws=capabilities.leader_worker_set)
     else:
         workloads = [deployment(d, sharding)]
+    staging = []
+    if staging_enabled(d):
+        staging = [stage_daemonset(d, sharding, capabilities.stager_image)]
+        for workload in workloads:
+            for template in pod_templates(workload):
+                add_staging(template, d, capabilities.stager_image)
     return [
         service(d, multi_node=sharding.nodes_per_replica > 1),
+        *staging,  # before the serving pods, so staging starts first
         *workloads,
         pod_disruption_budget(d, capabilities.pdb_api_version),
     ]

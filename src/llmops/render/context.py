@@ -6,14 +6,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from llmops import __version__
+
+# The operator image carries `llmops stage`; `llmops run --stager-image` overrides it.
+DEFAULT_STAGER_IMAGE = f"llmops/operator:{__version__}"
+
 
 @dataclass(frozen=True)
 class ClusterCapabilities:
-    """API versions and optional CRDs found by discovery (see kube.discover_capabilities)."""
+    """API versions and optional CRDs found by discovery (see kube.discover_capabilities),
+    plus the one installation setting rendering needs (the stager image)."""
 
     pdb_api_version: str = "policy/v1"  # policy/v1beta1 before Kubernetes 1.21
     leader_worker_set: bool = False
     pod_monitor: bool = False
+    stager_image: str = DEFAULT_STAGER_IMAGE
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,12 @@ def common_labels(d: LLMDeployment, component: str = "inference") -> dict[str, s
     }
 
 
+def label_selector(labels: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
 def selector_string(d: LLMDeployment) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(selector_labels(d).items()))
+    return label_selector(selector_labels(d))
 
 
 def owner_reference(d: LLMDeployment) -> dict[str, Any]:

@@ -27,6 +27,10 @@ STARTUP_PROBE_PERIOD = 10
 def model_argument(d: LLMDeployment) -> str:
     """What `vllm serve` gets as --model for each source scheme."""
     source = d.spec.model
+    if source.prestage.enabled:
+        from llmops.render.prestage import staged_model_path  # prestage builds on this module
+
+        return staged_model_path(d)
     if source.scheme == "hf":
         return source.location
     if source.scheme == "pvc":
@@ -45,6 +49,8 @@ def vllm_args(d: LLMDeployment, sharding: ResolvedSharding) -> list[str]:
         "--pipeline-parallel-size", str(sharding.pipeline_parallel_size),
         "--gpu-memory-utilization", str(engine.gpu_memory_utilization),
     ]
+    if d.spec.model.revision and not d.spec.model.prestage.enabled:
+        args += ["--revision", d.spec.model.revision]
     if d.spec.model.scheme == "s3":
         args += ["--load-format", "runai_streamer"]
     if d.spec.quantization.method is not QuantizationMethod.none:

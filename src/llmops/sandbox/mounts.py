@@ -28,9 +28,14 @@ def volume_dir(volumes_root: Path, volume_name: str) -> Path:
     return volumes_root / volume_name
 
 
-def volume_source(volume: dict, volumes_root: Path) -> str:
+def host_path_source(volume: dict, node_root: Path) -> str:
+    """A hostPath inside the simulated node's own root (see StateDir.node_root)."""
+    return str(node_root / volume["hostPath"]["path"].lstrip("/"))
+
+
+def volume_source(volume: dict, volumes_root: Path, node_root: Path) -> str:
     if volume.get("hostPath"):
-        return volume["hostPath"]["path"]
+        return host_path_source(volume, node_root)
     return str(volume_dir(volumes_root, volume["name"]))
 
 
@@ -40,7 +45,8 @@ def shadows(target: str, protected: Sequence[str]) -> bool:
     return any(p == target or p.startswith(target.rstrip("/") + "/") for p in map(posixpath.normpath, protected))
 
 
-def plan_mounts(pod: dict, container: dict, volumes_root: Path, protected: Sequence[str] = ()) -> list[Mount]:
+def plan_mounts(pod: dict, container: dict, volumes_root: Path, node_root: Path,
+                protected: Sequence[str] = ()) -> list[Mount]:
     """Bind mounts for one container from its volumeMounts (the SA token dir is handled apart).
 
     A pod's processes run from the host's filesystem, so a volume mounted over a directory
@@ -58,7 +64,7 @@ def plan_mounts(pod: dict, container: dict, volumes_root: Path, protected: Seque
         volume = volumes.get(vm["name"])
         if volume is None:
             continue   # the API server rejects this; nothing sensible to mount
-        source = volume_source(volume, volumes_root)
+        source = volume_source(volume, volumes_root, node_root)
         if vm.get("subPath"):
             source = posixpath.join(source, vm["subPath"])
         mounts.append(Mount(source=source, target=target, read_only=bool(vm.get("readOnly"))))

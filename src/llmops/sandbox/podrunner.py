@@ -21,7 +21,7 @@ from . import network, processes
 from .controlplane import SERVICE_ACCOUNT_ISSUER
 from .images import UnknownImage, container_argv
 from .kubeapi import now_iso
-from .mounts import SERVICE_ACCOUNT_SUBDIR, launch_script, plan_mounts
+from .mounts import SERVICE_ACCOUNT_SUBDIR, host_path_source, launch_script, plan_mounts
 from .podenv import EnvConfigError, container_env, expand_all, gpu_limit
 from .podstatus import ContainerView, build_pod_status, restart_backoff, should_restart
 from .probe_run import run_probe
@@ -87,6 +87,7 @@ class PodWorker(threading.Thread):
         self.dir: Path = agent.state.pods / f"{self.namespace}_{self.pod_name}_{self.uid[:8]}"
         self.run_dir = self.dir / "run"
         self.volumes_dir = self.dir / "volumes"
+        self.node_root = agent.state.node_root(self.node_name)
         self.wake = threading.Event()
         self.stop_grace: float | None = None     # set: stop now (pod object gone / agent exits)
         self.start_time = now_iso()
@@ -205,6 +206,9 @@ class PodWorker(threading.Thread):
 
     def _materialize_volumes(self) -> None:
         for volume in self.pod["spec"].get("volumes") or ():
+            if volume.get("hostPath"):
+                self._prepare_host_path(volume)
+                continue
             dest = self.volumes_dir / volume["name"]
             dest.mkdir(parents=True, exist_ok=True)
             for kind, key, name_key in (("secret", "secret", "secretName"), ("configmap", "configMap", "name")):
@@ -222,6 +226,17 @@ class PodWorker(threading.Thread):
                     path = dest / rel
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_bytes(content)
+
+    def _prepare_host_path(self, volume: dict) -> None:
+        """The kubelet's hostPath type checks, on the simulated node's filesystem."""
+        path = Path(host_path_source(volume, self.node_root))
+        kind = volume["hostPath"].get("type") or ""
+        if kind == "DirectoryOrCreate":
+            path.mkdir(parents=True, exist_ok=True)
+        elif kind == "Directory" and not path.is_dir():
+            raise EnvConfigError(f'hostPath type check failed: {volume["hostPath"]["path"]} is not a directory')
+        elif not kind and not path.exists():
+            path.mkdir(parents=True, exist_ok=True)  # untyped: mounted as an empty directory
 
     # --- containers
     def _base_env(self, container: dict) -> dict[str, str]:
@@ -259,7 +274,7 @@ class PodWorker(threading.Thread):
             c.state, c.reason, c.message = "waiting", "CreateContainerConfigError", str(getattr(exc, "reason", None) or exc)
             c.next_start = now + 2.0
             return
-        mounts = plan_mounts(self.pod, spec, self.volumes_dir, protected=self._host_paths_in_use())
+        mounts = plan_mounts(self.pod, spec, self.volumes_dir, self.node_root, protected=self._host_paths_in_use())
         script = launch_script(str(self.run_dir), mounts, spec.get("workingDir"))
         self.run_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.dir / f"{c.name}.log"

@@ -69,6 +69,12 @@ class SandboxHandle:
         self.require_sandbox("starts the sandbox's Prometheus")
         return lifecycle.start_prometheus(StateDir(self.dir), progress=lambda m: None).prometheus_url
 
+    def node_path(self, node: str, path: str) -> Path:
+        """Where a simulated node's `path` (e.g. a hostPath volume) lives on this machine."""
+        from .state import StateDir
+        self.require_sandbox("reads a simulated node's filesystem")
+        return StateDir(self.dir).node_root(node) / path.lstrip("/")
+
     def pod_log(self, namespace: str, pod: str, container: str) -> str:
         """A container's output (the sandbox keeps it in the state dir; no kubelet logs API)."""
         self.require_sandbox("reads container logs from the sandbox state dir")

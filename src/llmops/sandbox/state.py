@@ -88,6 +88,11 @@ class StateDir:
     def prometheus(self) -> Path:
         return self.root / "prometheus"
 
+    def node_root(self, node: str) -> Path:
+        """A simulated node's own filesystem root: where its hostPath volumes live, so
+        nodes do not share what one of them wrote (the host's / stays untouched)."""
+        return self.root / "nodes" / node / "rootfs"
+
     def pid_file(self, name: str) -> Path:
         return self.root / "pids" / f"{name}.pid"
 

@@ -33,6 +33,14 @@ def register(subparsers) -> None:
                                 prefix_chars="+", add_help=False)
     worker.add_argument("ray_args", nargs=argparse.REMAINDER)  # tolerated, like `ray start`'s flags
     worker.set_defaults(func=_worker)
+    from llmops.stage.cli import add_fetch_arguments
+    from llmops.stage.fetchers import SIM_ENV_DOC
+
+    stage = sim_sub.add_parser(
+        "stage", help="`llmops stage fetch` against a simulated hub (no network): "
+        + "; ".join(f"{k}: {v}" for k, v in SIM_ENV_DOC.items()))
+    add_fetch_arguments(stage)
+    stage.set_defaults(func=_stage)
 
 
 def _user_error(message: str) -> int:
@@ -63,6 +71,13 @@ def _serve(args) -> int:
         return _user_error(str(exc))
     sys.stdout.reconfigure(line_buffering=True)
     return server.run(config)
+
+
+def _stage(args) -> int:
+    from llmops.stage.cli import run_fetch
+    from llmops.stage.fetchers import SimulatedFetcher, SimulatedHub
+
+    return run_fetch(args, lambda: SimulatedFetcher(SimulatedHub.from_env(os.environ)))
 
 
 def _worker(args) -> int:

@@ -7,6 +7,7 @@ accepted as vLLM spells them and simulator-only knobs come from the environment.
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -259,6 +260,10 @@ def build_config(argv: Sequence[str], env: Mapping[str, str], profile_yaml: str 
     model = args.model or args.positional_model
     if not model:
         raise ConfigError("no model given; fix: pass `--model NAME` or a positional model like `vllm serve NAME`")
+    if model.startswith("/") and not os.path.isfile(os.path.join(model, "config.json")):
+        # vLLM loads a local directory as is: without its config.json there is no model.
+        raise ConfigError(f"--model {model}: no config.json in that directory; fix: stage the model there "
+                          "or point --model at a model directory")
     notes: list[str] = []
 
     profiles = prof.DEFAULT_PROFILES
