@@ -143,3 +143,20 @@ def test_turning_prestage_off_removes_the_daemonset_and_serves_from_the_hub_agai
     wait_for(unstaged, 60, "turning prestage off left the DaemonSet, the init container or the condition behind")
     args = apps_api.read_namespaced_deployment("toggle-edge", namespace).spec.template.spec.containers[0].args
     assert args[args.index("--model") + 1] == REPO and args[args.index("--revision") + 1] == revision
+
+
+def test_a_revision_the_hub_lacks_is_reported_and_serving_pods_wait(e2e_operator, crs, core, namespace):
+    crs.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
+                                        staged_manifest("typo-edge", namespace, "missing-v9", replicas=1))
+
+    def explained():
+        c = condition(crs, namespace, "typo-edge", "ModelStaged")
+        return c if c and c["status"] == "False" and "Revision Not Found" in c.get("message", "") else None
+
+    staged = wait_for(explained, 90, "ModelStaged never carried the hub's 404 for the missing revision")
+    assert staged["reason"] == "CrashLoopBackOff" and "0/4 eligible nodes" in staged["message"]
+    [pod] = serving_pods(core, namespace, "typo-edge")
+    assert pod.status.phase == "Pending" and pod.status.init_container_statuses[0].state.running, \
+        "the serving pod should be waiting for its node's copy, not loading without it"
+    status = crs.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "typo-edge")["status"]
+    assert status["readyReplicas"] == 0 and status["phase"] != "Ready"

@@ -52,10 +52,20 @@ def _pod_problem(pod: dict[str, Any]) -> Optional[tuple[str, str]]:
         waiting = (cs.get("state") or {}).get("waiting") or {}
         if waiting.get("reason") in BROKEN_WAITING_REASONS:
             detail = waiting.get("message") or waiting["reason"]
+            last_words = _last_line(((cs.get("lastState") or {}).get("terminated") or {}).get("message"))
+            if waiting["reason"] == "CrashLoopBackOff" and last_words:
+                # What the process said before it died (terminationMessagePolicy: FallbackToLogsOnError)
+                # explains more than "back-off 20s restarting failed container".
+                detail = f"CrashLoopBackOff: {last_words}"
             return waiting["reason"], f"pod {name} container {cs.get('name')}: {detail}"
     if status.get("phase") == "Failed":
         return "PodFailed", f"pod {name} failed: {status.get('message') or status.get('reason') or 'exited'}"
     return None
+
+
+def _last_line(message: Optional[str], limit: int = 300) -> Optional[str]:
+    lines = [line.strip() for line in (message or "").splitlines() if line.strip()]
+    return lines[-1][:limit] if lines else None
 
 
 def _workload_counts(workload: dict[str, Any]) -> dict[str, int | bool]:

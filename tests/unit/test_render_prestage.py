@@ -160,3 +160,21 @@ def test_bad_prestage_settings_name_the_field_and_the_fix(model, field, words):
     with pytest.raises(InvalidManifest) as exc:
         validate_manifest(body)
     assert any(p.path == field and words in p.message for p in exc.value.problems), exc.value.problems
+
+
+def test_stager_keeps_a_lease_and_cleans_up_after_the_retention():
+    args = kinds(render(manifest()))["DaemonSet"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--owner") + 1] == "edge/edge-llama"
+    assert args[args.index("--retain-unused-hours") + 1] == "24"
+    body = manifest()
+    body["spec"]["model"]["prestage"]["retainUnusedHours"] = None
+    args = kinds(render(body))["DaemonSet"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--retain-unused-hours" not in args
+
+
+def test_every_container_reports_its_last_words_on_a_crash():
+    children = kinds(render(manifest()))
+    stage_pod = children["DaemonSet"]["spec"]["template"]["spec"]
+    serving_pod = children["Deployment"]["spec"]["template"]["spec"]
+    for container in [*stage_pod["containers"], *serving_pod["initContainers"], *serving_pod["containers"]]:
+        assert container["terminationMessagePolicy"] == "FallbackToLogsOnError", container["name"]

@@ -102,3 +102,16 @@ def test_restart_policy_and_backoff():
     assert not should_restart("OnFailure", 0) and not should_restart("Never", 1)
     delays = [restart_backoff(n) for n in range(1, 10)]
     assert delays[0] == 2 and delays[1] == 4 and delays == sorted(delays) and delays[-1] == 60
+
+
+def test_fallback_to_logs_reports_only_the_last_runs_output(tmp_path):
+    from llmops.sandbox.podrunner import log_tail
+
+    log = tmp_path / "stage.log"
+    assert log_tail(log) is None
+    log.write_text("--- 2026-01-01T00:00:00Z starting ['x']\nold error\n"
+                   "--- 2026-01-01T00:00:10Z starting ['x']\nlisting\nerror: not enough disk\n")
+    assert log_tail(log) == "listing\nerror: not enough disk"
+    log.write_text("".join(f"line {i}\n" for i in range(200)))
+    tail = log_tail(log)
+    assert tail.splitlines()[0] == "line 120" and tail.endswith("line 199")  # the kubelet's 80 lines

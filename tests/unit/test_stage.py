@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from llmops.stage import stager as stager_module
 from llmops.stage.fetchers import SimulatedFetcher, SimulatedHub
 from llmops.stage.integrity import parse_sums, verify_sums
 from llmops.stage.layout import MARKER_FILE, SUMS_FILE, cache_key
+from llmops.stage.leases import lease_path, remove_unused, renew, unused_copies
 from llmops.stage.stager import StageError, StageRequest, stage, still_staged, wait_for_stage
 
 REPO = "meta-llama/Llama-3.1-8B-Instruct"
@@ -134,3 +140,82 @@ def test_malformed_sums_are_reported_not_crashed_on(tmp_path):
     (tmp_path / SUMS_FILE).write_text("not a sums line\n")
     assert verify_sums(tmp_path) == [f"{SUMS_FILE} line 1 is not '<sha256>  <file>'"]
     assert verify_sums(tmp_path / "nothing") == [f"{SUMS_FILE} is missing"]
+
+
+# -- node disk: leases, cleanup and free space ---------------------------------------------
+
+HOUR = 3600.0
+
+
+def age(path: Path, seconds: float) -> None:
+    old = time.time() - seconds
+    os.utime(path, (old, old))
+
+
+def test_a_copy_is_removed_only_when_every_lease_is_older_than_the_retention(tmp_path):
+    old = StageRequest(REPO, "v1", tmp_path, IGNORE, owner="ml/chat")
+    stage(old, fetcher(), log=lambda m: None)
+    shared = StageRequest(REPO, "v1", tmp_path, IGNORE, owner="ml/batch")
+    stage(shared, fetcher(), log=lambda m: None)
+    age(lease_path(old.directory, "ml/chat"), 30 * HOUR)   # ml/chat moved to another revision
+    assert unused_copies(tmp_path, 24 * HOUR) == []         # ml/batch still uses v1
+    age(lease_path(old.directory, "ml/batch"), 25 * HOUR)
+    assert unused_copies(tmp_path, 24 * HOUR) == [old.directory]
+    logs: list[str] = []
+    assert remove_unused(tmp_path, 24 * HOUR, logs.append) > 0
+    assert not old.directory.exists() and not lease_path(old.directory, "ml/chat").parent.exists()
+    assert "unused for over 24 h" in logs[0]
+
+
+def test_copies_without_leases_or_being_staged_are_never_removed(tmp_path):
+    manual = tmp_path / "by-hand--model--main"
+    manual.mkdir()
+    (manual / "config.json").write_text("{}")
+    busy = StageRequest(REPO, "v2", tmp_path, IGNORE, owner="ml/chat")
+    renew(busy.directory, "ml/chat")
+    age(lease_path(busy.directory, "ml/chat"), 48 * HOUR)
+    with open(busy.directory.with_name(busy.directory.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)          # a stager is staging it right now
+        assert remove_unused(tmp_path, HOUR, lambda m: None) == 0
+    assert manual.exists() and lease_path(busy.directory, "ml/chat").exists()
+
+
+class SmallDisk:
+    """shutil.disk_usage for a disk of `capacity` bytes holding what is under `root`."""
+
+    def __init__(self, root: Path, capacity: int):
+        self.root, self.capacity = root, capacity
+
+    def __call__(self, path):
+        used = sum(f.stat().st_size for f in self.root.rglob("*") if f.is_file())
+        return shutil._ntuple_diskusage(self.capacity, used, self.capacity - used)
+
+
+def test_a_download_the_disk_cannot_hold_is_refused_with_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setattr(stager_module, "RESERVE_BYTES", 10_000)
+    monkeypatch.setattr(stager_module.shutil, "disk_usage", SmallDisk(tmp_path, 50_000))
+    with pytest.raises(StageError, match=r"not enough disk for .*free space on the node.*prestage.hostPath"):
+        stage(request(tmp_path), fetcher(), log=lambda m: None)
+    assert not request(tmp_path).directory.exists()
+
+
+def test_copies_unused_past_retention_make_room_for_a_new_revision(tmp_path, monkeypatch):
+    old = StageRequest(REPO, "v1", tmp_path, IGNORE, owner="edge/llama")
+    stage(old, fetcher(), log=lambda m: None)   # 64 KiB of shards
+    age(lease_path(old.directory, "edge/llama"), 30 * HOUR)
+    monkeypatch.setattr(stager_module, "RESERVE_BYTES", 10_000)
+    monkeypatch.setattr(stager_module.shutil, "disk_usage", SmallDisk(tmp_path, 120_000))
+    new = StageRequest(REPO, "v2", tmp_path, IGNORE, owner="edge/llama", retain_unused_seconds=24 * HOUR)
+    stage(new, fetcher(), log=lambda m: None)
+    assert not old.directory.exists() and verify_sums(new.directory) == []
+
+
+def test_a_long_download_reports_progress_while_it_runs(tmp_path, monkeypatch):
+    monkeypatch.setattr(stager_module, "PROGRESS_SECONDS", 0.1)
+    logs: list[str] = []
+    stage(request(tmp_path), SimulatedFetcher(SimulatedHub(total_bytes=64 * 1024, seconds=1.0)), log=logs.append)
+    ticks = [m for m in logs if m.startswith("progress: ")]
+    assert len(ticks) >= 3 and all(" of 68.1 KiB on disk (" in m for m in ticks), logs
+    scale = {"B": 1, "KiB": 1024, "MiB": 1024 ** 2}
+    on_disk = [float(m.split()[1]) * scale[m.split()[2]] for m in ticks]
+    assert on_disk == sorted(on_disk) and on_disk[-1] > on_disk[0], "progress must grow while it downloads"

@@ -171,3 +171,13 @@ def test_turning_prestage_off_drops_the_condition():
     before = status_of(staged(), Observed(workload=workload(1), staging=daemonset(1, 1)))
     after = status_of(make(replicas=1), Observed(workload=workload(1)), previous=before)
     assert model_staged(before) and model_staged(after) is None
+
+
+def test_a_crash_loop_shows_what_the_process_said_last():
+    pod = {"metadata": {"name": "m-1"}, "status": {"phase": "Running", "containerStatuses": [{
+        "name": "vllm", "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 20s restarting"}},
+        "lastState": {"terminated": {"exitCode": 1, "message": "INFO loading\ntorch.OutOfMemoryError: CUDA out of memory\n"}},
+    }]}}
+    status = status_of(make(replicas=1), Observed(workload=workload(1), pods=[pod]))
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert degraded["message"] == "pod m-1 container vllm: CrashLoopBackOff: torch.OutOfMemoryError: CUDA out of memory"

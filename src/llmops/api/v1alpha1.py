@@ -95,6 +95,14 @@ class PrestageSpec(ApiModel):
         default_factory=lambda: list(DEFAULT_STAGE_IGNORE),
         description="Repo files not to download (fnmatch patterns); [] downloads everything.",
     )
+    retain_unused_hours: Optional[float] = Field(
+        default=24,
+        ge=0,
+        description=(
+            "Remove staged copies on the node that no deployment has used for this long (an old revision, "
+            "a deleted deployment); empty = keep them forever."
+        ),
+    )
     verify_on_start: bool = Field(
         default=True,
         description="Serving pods re-check every file's SHA-256 against the manifest before loading (costs ~1 s/GB).",

@@ -162,6 +162,9 @@ def pod_template(d: LLMDeployment, sharding: ResolvedSharding) -> dict[str, Any]
         "env": [{"name": "HF_HOME", "value": MODEL_CACHE_PATH}, *d.spec.engine.env],
         "resources": _resources(d, sharding.gpus_per_node),
         "volumeMounts": mounts,
+        # vLLM's last log line (CUDA OOM, unknown architecture, ...) becomes the pod's
+        # termination message, which status shows on a crash loop.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         **_probes(d),
     }
     return {

@@ -80,7 +80,10 @@ def _stage_placement(d: LLMDeployment, sharding: ResolvedSharding) -> dict[str, 
 def stage_daemonset(d: LLMDeployment, sharding: ResolvedSharding, image: str) -> dict[str, Any]:
     prestage = d.spec.model.prestage
     directory = staged_model_path(d)
-    args = ["--source", d.spec.model.source, "--revision", revision(d), "--root", prestage.host_path, "--hold"]
+    args = ["--source", d.spec.model.source, "--revision", revision(d), "--root", prestage.host_path, "--hold",
+            "--owner", f"{d.namespace}/{d.name}"]
+    if prestage.retain_unused_hours is not None:
+        args += ["--retain-unused-hours", f"{prestage.retain_unused_hours:g}"]
     args += [item for pattern in prestage.ignore_patterns for item in ("--ignore", pattern)]
     labels = {
         **stage_selector(d),
@@ -102,6 +105,7 @@ def stage_daemonset(d: LLMDeployment, sharding: ResolvedSharding, image: str) ->
                            "periodSeconds": 5, "failureThreshold": 1},
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
         "securityContext": ROOT_NO_CAPS,
+        "terminationMessagePolicy": "FallbackToLogsOnError",  # the error line reaches ModelStaged
         "volumeMounts": [{"name": CACHE_VOLUME, "mountPath": prestage.host_path}],
     }
     return {
@@ -137,6 +141,7 @@ def _wait_container(d: LLMDeployment, image: str) -> dict[str, Any]:
         "args": args,
         "env": [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
         "securityContext": ROOT_NO_CAPS,  # may drop a damaged copy's marker so it is re-staged
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": [{"name": CACHE_VOLUME, "mountPath": prestage.host_path}],
     }
 

@@ -37,6 +37,24 @@ TOKEN_REFRESH_SECONDS = TOKEN_SECONDS * 0.8
 POLL_SECONDS = 0.5
 
 
+TERMINATION_MESSAGE_BYTES, TERMINATION_MESSAGE_LINES = 2048, 80  # the kubelet's limits
+
+
+def log_tail(path: Path) -> str | None:
+    """The end of a container's last run's output, as FallbackToLogsOnError reports it."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(0, path.stat().st_size - 64 * 1024))   # only the end matters
+            text = handle.read().decode(errors="replace")
+    except OSError:
+        return None
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("--- ") and " starting " in line]
+    run = lines[starts[-1] + 1:] if starts else lines   # the agent writes one such line per start
+    tail = "\n".join(run[-TERMINATION_MESSAGE_LINES:]).strip()[-TERMINATION_MESSAGE_BYTES:]
+    return tail or None
+
+
 @dataclass
 class ContainerRun:
     spec: dict
@@ -317,6 +335,8 @@ class PodWorker(threading.Thread):
         c.state = "terminated"
         c.reason = "Completed" if code == 0 else "Error"
         c.message = c.kill_reason
+        if code != 0 and not c.message and c.spec.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+            c.message = log_tail(self.dir / f"{c.name}.log")
         policy = self.pod["spec"].get("restartPolicy", "Always")
         if c.is_init and code != 0 and policy == "Never":
             self.init_failed = True

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from llmops.stage.fetchers import Fetcher, FetchError, HubFetcher
 from llmops.stage.layout import DEFAULT_REVISION
+from llmops.stage.leases import remove_unused, renew
 from llmops.stage.stager import StageError, StageRequest, stage, still_staged, wait_for_stage
 
 RECHECK_SECONDS = 10.0  # a stat per file: cheap
@@ -28,6 +29,9 @@ def add_fetch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hold", action="store_true",
                         help="after staging, keep running and re-stage if the copy disappears or is damaged")
     parser.add_argument("--recheck-seconds", type=float, default=RECHECK_SECONDS)
+    parser.add_argument("--owner", help="NAMESPACE/NAME of the deployment: keeps a lease on this copy")
+    parser.add_argument("--retain-unused-hours", type=float,
+                        help="remove other copies on the node unused for this long (default: never)")
 
 
 def register(subparsers) -> None:
@@ -58,13 +62,18 @@ def _fail(message: str) -> int:
 def run_fetch(args: argparse.Namespace, make_fetcher) -> int:
     if not args.source.startswith("hf://") or args.source.count("/") < 3:
         return _fail(f"--source {args.source!r}: use hf://ORG/NAME")
+    retain = None if args.retain_unused_hours is None else args.retain_unused_hours * 3600
     request = StageRequest(repo=args.source[len("hf://"):], revision=args.revision, root=Path(args.root),
-                           ignore_patterns=tuple(args.ignore))
+                           ignore_patterns=tuple(args.ignore), owner=args.owner, retain_unused_seconds=retain)
     try:
         fetcher = make_fetcher()
         stage(request, fetcher, _log)
         while args.hold:
             time.sleep(args.recheck_seconds)
+            if request.owner:
+                renew(request.directory, request.owner)
+            if retain is not None:
+                remove_unused(request.root, retain, _log)
             if not still_staged(request):
                 _log(f"{request.directory} is gone or incomplete; staging again")
                 stage(request, fetcher, _log)

@@ -153,6 +153,8 @@ class SimulatedFetcher:
         self.hub = hub
 
     def snapshot(self, repo: str, revision: str) -> Snapshot:
+        if revision.startswith("missing"):   # lets tests exercise a revision the hub lacks
+            raise FetchError(f"cannot list {repo}@{revision}: 404 Revision Not Found (simulated hub)")
         commit = self.hub.commit(repo, revision)
         files = []
         for name in self.hub._layout(repo):
