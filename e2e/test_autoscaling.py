@@ -10,6 +10,7 @@ import pytest
 from kubernetes import client
 
 from llmops.load.generator import LoadConfig, run_load_sync
+from llmops.testing.kube import wait_for_event_reasons
 from llmops.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -100,9 +101,7 @@ def test_load_scales_up_then_back_down_with_explained_decisions(e2e_operator, cr
     assert load.report is not None and load.report.requests_ok > 0
     assert len(load.report.targets) >= 2, f"load was not spread over the new replicas: {load.report.targets}"
     wait_for(lambda: replicas(crs, namespace) == 1, 60, "replicas did not come back to minReplicas after load")
-    events = client.CoreV1Api(api_client).list_namespaced_event(namespace).items
-    reasons = {e.reason for e in events if e.involved_object.name == "chat"}
-    assert {"ScaledUp", "ScaledDown"} <= reasons, reasons
+    wait_for_event_reasons(client.CoreV1Api(api_client), namespace, "chat", {"ScaledUp", "ScaledDown"})
     print(f"reaction time from load start to first scale-up: {reaction:.1f}s")
 
 

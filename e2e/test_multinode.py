@@ -8,6 +8,7 @@ import urllib.request
 
 import pytest
 
+from llmops.testing.kube import wait_for_event_reasons
 from llmops.testing.samples import sim_deployment
 from llmops.waiting import wait_for
 
@@ -99,8 +100,7 @@ def test_losing_a_member_restarts_the_whole_group_which_recovers(e2e_operator, c
 
     wait_for(leader_replaced, 60, "deleting a worker did not restart the group's leader")
     wait_for(lambda: ready_groups(crs, namespace, 1), 120, "the restarted group did not become Ready again")
-    events = core.list_namespaced_event(namespace).items
-    assert any(e.reason == "GroupRestarted" and e.involved_object.name == NAME for e in events)
+    wait_for_event_reasons(core, namespace, NAME, {"GroupRestarted"})
 
 
 def test_groups_scale_one_two_one(e2e_operator, crs, core, apps_api, namespace):
