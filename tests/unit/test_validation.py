@@ -122,9 +122,11 @@ def test_cli_validate_prints_one_line_per_problem_and_no_traceback(tmp_path, cap
     assert "Traceback" not in err
 
 
-def test_cli_validate_accepts_the_sample(capsys):
-    assert main(["validate", "-f", "e2e/samples/llama3-8b.yaml"]) == 0
-    assert "LLMDeployment/llama3-8b: valid" in capsys.readouterr().out
+@pytest.mark.parametrize("sample, name", [("llama3-8b.yaml", "llama3-8b"),
+                                          ("llama31-8b-edge-prestaged.yaml", "llama31-8b-edge")])
+def test_cli_validate_accepts_the_samples(capsys, sample, name):
+    assert main(["validate", "-f", f"e2e/samples/{sample}"]) == 0
+    assert f"LLMDeployment/{name}: valid" in capsys.readouterr().out
 
 
 def test_cli_missing_file_is_a_clear_error(capsys):

@@ -9,6 +9,7 @@ import copy
 from llmops.api.v1alpha1 import VLLM_PORT, LLMDeployment, PlacementProfile, QuantizationMethod, ZoneSpread
 from llmops.render.context import ResolvedSharding
 from llmops.render.meta import common_labels, selector_labels
+from llmops.stage.layout import model_dir
 
 MODEL_CACHE_PATH = "/root/.cache/huggingface"
 PVC_MOUNT_ROOT = "/models"
@@ -24,12 +25,15 @@ TERMINATION_GRACE_SECONDS = 60  # let in-flight requests finish on scale-down
 STARTUP_PROBE_PERIOD = 10
 
 
+def staged_model_path(d: LLMDeployment) -> str:
+    """A pre-staged model's directory; the node cache is mounted at the same path in pods."""
+    return model_dir(d.spec.model.prestage.host_path, d.spec.model.location, d.spec.model.revision)
+
+
 def model_argument(d: LLMDeployment) -> str:
     """What `vllm serve` gets as --model for each source scheme."""
     source = d.spec.model
     if source.prestage.enabled:
-        from llmops.render.prestage import staged_model_path  # prestage builds on this module
-
         return staged_model_path(d)
     if source.scheme == "hf":
         return source.location

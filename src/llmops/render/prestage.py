@@ -17,8 +17,8 @@ from typing import Any, Iterator
 from llmops.api.v1alpha1 import LLMDeployment
 from llmops.render.context import ResolvedSharding
 from llmops.render.meta import DEPLOYMENT_LABEL, MANAGED_BY, child_metadata
-from llmops.render.pod import placement
-from llmops.stage.layout import MARKER_FILE, model_dir
+from llmops.render.pod import placement, staged_model_path
+from llmops.stage.layout import DEFAULT_REVISION, MARKER_FILE
 
 STAGE_APP_NAME = "llmops-model-stage"
 STAGE_COMPONENT = "model-stage"
@@ -41,17 +41,8 @@ def stage_set_name(d: LLMDeployment) -> str:
     return f"{d.name}-stage"
 
 
-def repo(d: LLMDeployment) -> str:
-    return d.spec.model.location
-
-
 def revision(d: LLMDeployment) -> str:
-    return d.spec.model.revision or "main"
-
-
-def staged_model_path(d: LLMDeployment) -> str:
-    """The model directory as serving containers see it (hostPath mounted at the same path)."""
-    return model_dir(d.spec.model.prestage.host_path, repo(d), d.spec.model.revision)
+    return d.spec.model.revision or DEFAULT_REVISION
 
 
 def stage_selector(d: LLMDeployment) -> dict[str, str]:
