@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 from llmops.api.v1alpha1 import LLMDeployment
 from llmops.render.context import ResolvedSharding
-from llmops.render.meta import DEPLOYMENT_LABEL, MANAGED_BY, child_metadata
+from llmops.render.meta import child_metadata, common_labels
 from llmops.render.pod import placement, staged_model_path
 from llmops.stage.layout import DEFAULT_REVISION, MARKER_FILE
 
@@ -76,13 +76,9 @@ def stage_daemonset(d: LLMDeployment, sharding: ResolvedSharding, image: str) ->
     if prestage.retain_unused_hours is not None:
         args += ["--retain-unused-hours", f"{prestage.retain_unused_hours:g}"]
     args += [item for pattern in prestage.ignore_patterns for item in ("--ignore", pattern)]
-    labels = {
-        **stage_selector(d),
-        "app.kubernetes.io/component": STAGE_COMPONENT,
-        "app.kubernetes.io/part-of": "llmops",
-        "app.kubernetes.io/managed-by": MANAGED_BY,
-        DEPLOYMENT_LABEL: d.name,
-    }
+    # The common labels (the operator tracks these pods too) with the serving selector swapped
+    # for the stager's own: the serving Service must never route to them.
+    labels = {**common_labels(d, STAGE_COMPONENT), **stage_selector(d)}
     container = {
         "name": "stage",
         "image": prestage.image or image,
