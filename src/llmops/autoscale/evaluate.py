@@ -186,7 +186,7 @@ def _slots_per_replica(engine_slots: Optional[int], running: Signal, kv: Signal,
 
 def _signal(plan: MetricQueries, value: QueryOutcome, age: Optional[QueryOutcome]) -> Signal:
     if not value.ok:
-        return Signal(source=plan.value)
+        return Signal(source=plan.value, error=f"{value.kind.value}: {value.message}" if value.message else value.kind.value)
     age_seconds = age.scalar() if age is not None and age.ok else None
     if age_seconds is not None and math.isnan(age_seconds):
         age_seconds = None
