@@ -36,6 +36,7 @@ class Signal:
     value: Optional[float] = None
     age_seconds: Optional[float] = None
     source: str = ""  # the PromQL, "pods", "spec", ...
+    error: str = ""   # why there is no value (Prometheus's own message), if it failed
 
     def fresh(self, max_age: float) -> Optional[float]:
         if self.value is None or math.isnan(self.value) or math.isinf(self.value):

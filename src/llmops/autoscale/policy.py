@@ -295,7 +295,10 @@ def _decide(inp: PolicyInput, state: AutoscalerState) -> tuple[Decision, Autosca
         if demanded is not None:
             decision, state = demanded
             return replace(decision, metrics=details), state
-        prefix.append("demand: no arrival rate measured, ratio rules apply; ")
+        failed = inp.demand.arrival_fast.error if inp.demand else ""
+        which = "arrivalsQuery" if spec.demand.arrivals_query else "arrival-rate query"
+        why = f" ({which} failed: {failed})" if failed and failed != "empty" else ""
+        prefix.append(f"demand: no arrival rate measured{why}, ratio rules apply; ")
 
     usable = [d for d in details if d.recommendation is not None]
     if not usable:
