@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
 from replay import plot, traces  # noqa: E402
-from replay.policies import POLICIES  # noqa: E402
+from replay.policies import POLICIES, policies as make_policies  # noqa: E402
 from replay.run import SLO_SECONDS, compare, default_setup  # noqa: E402
 
 DEFAULT_PLOT_DIR = Path(__file__).resolve().parents[2] / "results" / "autoscale"
@@ -70,6 +70,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                         f"the last rate holds {traces.CSV_TAIL_SECONDS:g} s)")
     parser.add_argument("--traces", default=",".join(traces.BUILT_IN), help="built-in traces to run (comma-separated)")
     parser.add_argument("--policies", default=",".join(POLICIES), help="policies to compare (comma-separated)")
+    parser.add_argument("--demand", metavar="JSON", help="try demand-mode settings, e.g. "
+                        "'{\"slotsPerReplica\": 48}' (spec.autoscaling.demand fields)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.add_argument("--plot-dir", type=Path, default=DEFAULT_PLOT_DIR, help="where PNGs go (needs matplotlib)")
     parser.add_argument("--no-plots", action="store_true")
@@ -96,7 +98,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     unknown = [n for n in policy_names if n not in POLICIES]
     if unknown:
         parser.error(f"unknown policy {unknown[0]!r}; choose from {', '.join(POLICIES)}")
-    policies = {n: POLICIES[n] for n in policy_names}
+    try:
+        demand = json.loads(args.demand) if args.demand else None
+        available = make_policies(demand)
+        if demand:
+            available["demand"](default_setup(args.cold_start), None)  # validate the spec now
+    except (ValueError, TypeError) as error:
+        detail = error.errors()[0] if hasattr(error, "errors") else None
+        why = f"{'.'.join(map(str, detail['loc']))}: {detail['msg']}" if detail else str(error)
+        parser.error(f"--demand: {why}; give a JSON object of spec.autoscaling.demand fields")
+    policies = {n: available[n] for n in policy_names}
 
     started = time.perf_counter()
     setup = default_setup(args.cold_start)

@@ -102,7 +102,8 @@ class ReplicaEngine:
         self.step_counter = 0                     # decode steps taken (one token per decoder each)
         self.context_tokens = 0                   # KV tokens of running requests before a step
         # vLLM's counters, as scraped from /metrics
-        self.finished_total = 0                   # vllm:request_success_total
+        self.finished_total = 0                   # vllm:request_success_total (aborts included)
+        self.served_total = 0                     # vllm:request_inference_time_seconds_count
         self.inference_seconds_sum = 0.0          # vllm:request_inference_time_seconds_sum
         self.preemptions = 0                      # vllm:num_preemptions_total
         self.timeouts = 0
@@ -116,6 +117,11 @@ class ReplicaEngine:
         """vllm:num_requests_waiting after aborting requests whose client gave up by `now`."""
         self._abort_expired(now)
         return len(self.waiting) + sum(1 for r in self.pending if r.arrival <= now)
+
+    @property
+    def kv_usage(self) -> float:
+        """vllm:kv_cache_usage_perc (0..1)."""
+        return self.context_tokens / self.config.kv_capacity_tokens
 
     @property
     def idle(self) -> bool:
@@ -302,6 +308,7 @@ class ReplicaEngine:
         self.context_tokens -= request.prompt + request.generated - 1
         del self.admitted[id(request)]
         self.finished_total += 1
+        self.served_total += 1
         self.inference_seconds_sum += self.clock - request.scheduled_at
 
     def _preempt_newest(self) -> None:
@@ -322,15 +329,19 @@ class ReplicaEngine:
     def _time_out(self, request: Request) -> None:
         request.timed_out = True
         self.timeouts += 1
+        self.finished_total += 1  # vLLM counts aborts with finished_reason="abort"
 
     def _abort_expired(self, now: float) -> None:
-        timeout = self.config.timeout_seconds
-        if not any(r.first_token_at is None and now - r.arrival > timeout for r in self.waiting):
-            return
-        kept: deque[Request] = deque()
-        for request in self.waiting:
-            if request.first_token_at is None and now - request.arrival > timeout:
+        """The queue is in arrival order except for preempted requests (already streaming,
+        so never timed out) put back at its head: expired requests are found from the head."""
+        cutoff = now - self.config.timeout_seconds
+        waiting, index = self.waiting, 0
+        while index < len(waiting):
+            request = waiting[index]
+            if request.first_token_at is not None:
+                index += 1
+            elif request.arrival < cutoff:
+                del waiting[index]
                 self._time_out(request)
             else:
-                kept.append(request)
-        self.waiting = kept
+                return

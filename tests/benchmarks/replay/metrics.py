@@ -18,10 +18,12 @@ from typing import Iterable, Optional, Sequence
 
 @dataclass(frozen=True)
 class PodSample:
-    finished: int             # vllm:request_success_total
-    inference_sum: float      # vllm:request_inference_time_seconds_sum (count = finished)
+    finished: int             # vllm:request_success_total (aborts included)
+    inference_sum: float      # vllm:request_inference_time_seconds_sum
+    inference_count: int      # vllm:request_inference_time_seconds_count
     running: int              # vllm:num_requests_running
     waiting: int              # vllm:num_requests_waiting
+    kv_usage: float           # vllm:kv_cache_usage_perc
 
 
 class Prometheus:

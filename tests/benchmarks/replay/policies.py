@@ -23,6 +23,7 @@ from typing import Callable, Optional, Protocol
 
 from llmops.api.autoscaling import AutoscalingSpec
 from llmops.autoscale.demand import DemandSignals, Signal, learned_cold_start
+from llmops.autoscale.evaluate import _slots_per_replica as slots_per_replica  # the operator's own rule
 from llmops.autoscale.policy import AutoscalerState, MetricSample, PolicyInput, SampleStatus, decide
 
 from replay import hpa as hpa_port
@@ -199,8 +200,10 @@ def demand_signals(view: FleetView, setup: Setup) -> DemandSignals:
     queue, queue_age = prometheus.gauge_sum(now, "waiting")
     running, running_age = prometheus.gauge_sum(now, "running")
     busy, age = prometheus.rate_sum(now, "inference_sum", 300.0)
-    done, _ = prometheus.rate_sum(now, "finished", 300.0)
+    done, _ = prometheus.rate_sum(now, "inference_count", 300.0)
     service = Signal(busy / done, age, "vllm:request_inference_time_seconds") if busy is not None and done else Signal()
+    kv_pods = prometheus.pod_values(now, "kv_usage")
+    kv_usage = Signal(sum(kv_pods.values()) / len(kv_pods), queue_age) if kv_pods else Signal()
     learned = learned_cold_start(list(view.start_durations[-RECENT_STARTS:]))
     return DemandSignals(
         arrival_fast=arrivals(60.0),
@@ -208,7 +211,7 @@ def demand_signals(view: FleetView, setup: Setup) -> DemandSignals:
         queue=Signal(queue, queue_age, "vllm:num_requests_waiting"),
         running=Signal(running, running_age, "vllm:num_requests_running"),
         service_seconds=service,
-        slots_per_replica=Signal(float(setup.max_num_seqs), 0.0, "engine --max-num-seqs"),
+        slots_per_replica=slots_per_replica(setup.max_num_seqs, Signal(running, running_age), kv_usage, view.ready),
         cold_start_seconds=Signal(learned, 0.0, "pods") if learned else Signal(),
         starting_ages=view.starting_ages,
     )
@@ -241,11 +244,18 @@ class Oracle:
 
 PolicyFactory = Callable[[Setup, Trace], Policy]
 
-POLICIES: dict[str, PolicyFactory] = {
-    "hpa": lambda setup, trace: Hpa(setup),
-    "kpa": lambda setup, trace: Kpa(setup),
-    "keda": lambda setup, trace: Keda(setup),
-    "ratio": lambda setup, trace: Llmops(setup, llmops_spec(setup, "ratio")),
-    "demand": lambda setup, trace: Llmops(setup, llmops_spec(setup, "demand")),
-    "oracle": lambda setup, trace: Oracle(setup, trace),
-}
+
+def policies(demand: Optional[dict] = None) -> dict[str, PolicyFactory]:
+    """The six policies; `demand` overrides spec.autoscaling.demand fields (camelCase) of
+    the demand policy, to try a tuning without changing the operator's defaults."""
+    return {
+        "hpa": lambda setup, trace: Hpa(setup),
+        "kpa": lambda setup, trace: Kpa(setup),
+        "keda": lambda setup, trace: Keda(setup),
+        "ratio": lambda setup, trace: Llmops(setup, llmops_spec(setup, "ratio")),
+        "demand": lambda setup, trace: Llmops(setup, llmops_spec(setup, "demand", demand)),
+        "oracle": lambda setup, trace: Oracle(setup, trace),
+    }
+
+
+POLICIES = policies()

@@ -30,7 +30,7 @@ from replay.engine import EngineConfig, ReplicaEngine, Request, default_engine_c
 from replay.hpa import Pod
 from replay.kpa import ConcurrencyWindows
 from replay.metrics import Estimate, PodSample, Prometheus, estimate, percentile
-from replay.policies import POLICIES, FleetView, Policy, Setup
+from replay.policies import FleetView, Policy, Setup
 from replay.traces import Trace, Workload, workload
 
 SLO_SECONDS = 2.0
@@ -115,8 +115,8 @@ def simulate(
         concurrency.record(end, sum(r.engine.running + r.engine.waiting_count(end) for r in serving))
         if tick % SCRAPE_SECONDS == SCRAPE_SECONDS - 1:
             prometheus.record(end, {
-                r.rid: PodSample(r.engine.finished_total, r.engine.inference_seconds_sum,
-                                 r.engine.running, r.engine.waiting_count(end))
+                r.rid: PodSample(r.engine.finished_total, r.engine.inference_seconds_sum, r.engine.served_total,
+                                 r.engine.running, r.engine.waiting_count(end), r.engine.kv_usage)
                 for r in replicas if r.is_ready(end)
             })
         for replica in replicas:
@@ -301,4 +301,4 @@ def compare(
     return summaries, traces
 
 
-__all__ = ["POLICIES", "compare", "default_setup", "simulate", "replica_capacity", "RunResult"]
+__all__ = ["compare", "default_setup", "simulate", "replica_capacity", "RunResult"]
