@@ -27,7 +27,7 @@ class PodSample:
 
 
 class Prometheus:
-    def __init__(self, interval: float = 15.0, lag: float = 5.0, retention: float = 660.0):
+    def __init__(self, interval: float = 15.0, lag: float = 5.0, retention: float = 3600.0):
         self.interval = interval
         self.lag = lag
         self.retention = retention

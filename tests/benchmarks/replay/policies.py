@@ -168,7 +168,7 @@ class Llmops:
             value, age = prometheus.gauge_sum(now, gauge)
             status = SampleStatus.ok if value is not None else SampleStatus.missing
             samples.append(MetricSample(metric, query, status, value=value, age_seconds=age))
-        demand = demand_signals(view, self.setup) if self.spec.mode.value == "demand" else None
+        demand = demand_signals(view, self.setup, self.spec) if self.spec.mode.value == "demand" else None
         decision, self.state = decide(
             PolicyInput(
                 spec=self.spec,
@@ -184,9 +184,12 @@ class Llmops:
         return decision.desired_replicas
 
 
-def demand_signals(view: FleetView, setup: Setup) -> DemandSignals:
-    """DemandSignals as the operator would build them from Prometheus and its pods."""
+def demand_signals(view: FleetView, setup: Setup, spec: AutoscalingSpec) -> DemandSignals:
+    """DemandSignals as the operator builds them (llmops.autoscale.queries.demand_queries)
+    from Prometheus and its pods: arrivals over the fast and slow windows, service time
+    over the slow one."""
     prometheus, now = view.prometheus, view.now
+    fast, slow = spec.demand.fast_window_seconds, spec.demand.slow_window_seconds
 
     def arrivals(window: float) -> Signal:
         # requests/s = finished/s + growth of what is in the system (running + waiting)
@@ -199,15 +202,15 @@ def demand_signals(view: FleetView, setup: Setup) -> DemandSignals:
 
     queue, queue_age = prometheus.gauge_sum(now, "waiting")
     running, running_age = prometheus.gauge_sum(now, "running")
-    busy, age = prometheus.rate_sum(now, "inference_sum", 300.0)
-    done, _ = prometheus.rate_sum(now, "inference_count", 300.0)
+    busy, age = prometheus.rate_sum(now, "inference_sum", slow)
+    done, _ = prometheus.rate_sum(now, "inference_count", slow)
     service = Signal(busy / done, age, "vllm:request_inference_time_seconds") if busy is not None and done else Signal()
     kv_pods = prometheus.pod_values(now, "kv_usage")
     kv_usage = Signal(sum(kv_pods.values()) / len(kv_pods), queue_age) if kv_pods else Signal()
     learned = learned_cold_start(list(view.start_durations[-RECENT_STARTS:]))
     return DemandSignals(
-        arrival_fast=arrivals(60.0),
-        arrival_slow=arrivals(300.0),
+        arrival_fast=arrivals(fast),
+        arrival_slow=arrivals(slow),
         queue=Signal(queue, queue_age, "vllm:num_requests_waiting"),
         running=Signal(running, running_age, "vllm:num_requests_running"),
         service_seconds=service,

@@ -130,13 +130,13 @@ def diurnal(seed: int) -> Trace:
 
 
 def bursty(seed: int) -> Trace:
-    """On/off: bursts of 35 req/s lasting 1-4 minutes between quiet spells of 4 req/s
-    lasting 2-8 minutes."""
+    """On/off: bursts of 35 req/s lasting 3-8 minutes between quiet spells of 4 req/s
+    lasting 3-10 minutes (a burst outlasts a cold start, so reacting can pay off)."""
     rng = random.Random(f"bursty-{seed}")
     segments, t, on = [], 0.0, False
     while t < DURATION_SECONDS:
         segments.append((t, 35.0 if on else 4.0))
-        t += rng.uniform(60, 240) if on else rng.uniform(120, 480)
+        t += rng.uniform(180, 480) if on else rng.uniform(180, 600)
         on = not on
     return Trace("bursty", tuple(segments), DURATION_SECONDS)
 
