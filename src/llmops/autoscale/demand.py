@@ -134,6 +134,7 @@ def size(
             {
                 "arrivalFast": _rounded(fast),
                 "arrivalSlow": _rounded(slow),
+                "arrivalUsed": _rounded(rate),
                 "arrivalAgeSeconds": _rounded(signals.arrival_fast.age_seconds),
                 "serviceSeconds": _rounded(service),
                 "serviceSource": service_source,

@@ -451,7 +451,7 @@ def _cap_to_capacity(decision: Decision, inp: PolicyInput) -> Decision:
         reason=Reason.capacity_capped,
         message=(
             f"wanted {decision.desired_replicas}, capped at {cap} ({scheduled} scheduled + 1 probe): "
-            f"{unschedulable} pods unschedulable: {why}"
+            f"{unschedulable} unschedulable: {why}"
         )[:1024],
         capacity={"unschedulable": unschedulable, "scheduled": scheduled, "cap": cap,
                   "wanted": decision.desired_replicas, "reason": why[:512]},
