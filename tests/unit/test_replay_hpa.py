@@ -91,3 +91,10 @@ def test_bounds(desired, expected):
     behavior = Behavior(min_replicas=1, max_replicas=16, recommendations=[[desired, -1000.0]])
     current = 2 if desired == 0 else 16
     assert behavior.normalize(0, current, desired) == expected
+
+
+def test_a_pod_being_deleted_is_not_counted_as_zero_on_scale_up():
+    # a: 6, new: missing -> 0: ratio 1.5 over 2 pods -> 3. Counting the deleted pod as 0
+    # too would give ratio 1.0 (within tolerance) and keep 2.
+    pods = [Pod("a"), Pod("new"), Pod("gone", deleting=True)]
+    assert plain_metric_replicas(2, 2, pods, {"a": 6, "gone": 6}) == 3

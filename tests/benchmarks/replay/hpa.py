@@ -12,12 +12,14 @@ Sources (kubernetes/kubernetes):
   pkg/apis/autoscaling/v2/defaults.go (scale-up: no stabilization, max(100 %, 4 pods) per
   15 s; scale-down: 300 s stabilization, 100 % per 15 s; selectPolicy Max).
 
-Pod grouping for a Pods metric (resource ""): a pod being deleted or failed is ignored
-(current releases put it in the ignored set, so its metrics are dropped too), a Pending
-pod is ignored, a pod without a metric is missing; the readiness-based ignoring applies to
+Pod grouping for a Pods metric (resource ""), as on current master: a pod being deleted
+or failed is ignored (its metrics dropped), a Pending pod is unready (dropped, but counted
+as 0 on a scale-up), a pod without a metric is missing; readiness-based unready applies to
 CPU only. After the first usage ratio: missing pods count as the target (scale-down) or 0
-(scale-up), ignored pods as 0 on a scale-up, then the ratio is recomputed and the
-tolerance and direction are checked again.
+(scale-up), unready pods as 0 on a scale-up, then the ratio is recomputed and the
+tolerance and the direction are checked again, also after the pod count changed. (Older
+releases, e.g. the commit 19e8ce76 we also read, kept a deleted pod's metrics and lacked
+that last check.)
 """
 
 from __future__ import annotations
@@ -59,25 +61,25 @@ def plain_metric_replicas(
         return None
     target_milli = _milli(target)
     values = {name: _milli(v) for name, v in metrics.items()}
-    ready_count, ignored, missing = 0, set(), set()
+    ready_count, ignored, unready, missing = 0, set(), set(), set()
     for pod in pods:  # groupPods
         if pod.deleting or pod.phase == "Failed":
             ignored.add(pod.name)
             continue
         if pod.phase == "Pending":
-            ignored.add(pod.name)
+            unready.add(pod.name)
             continue
         if pod.name not in values:
             missing.add(pod.name)
             continue
         ready_count += 1
-    for name in ignored:  # removeMetricsForPods
+    for name in ignored | unready:  # removeMetricsForPods
         values.pop(name, None)
     if not values:
         return None  # "did not receive metrics for any ready pods"
     usage_ratio, _ = _utilization_ratio(values, target_milli)
-    rebalance_ignored = bool(ignored) and usage_ratio > 1.0
-    if not rebalance_ignored and not missing:
+    scale_up_with_unready = bool(unready) and usage_ratio > 1.0
+    if not scale_up_with_unready and not missing:
         if abs(1.0 - usage_ratio) <= tolerance:
             return current_replicas
         return math.ceil(usage_ratio * ready_count)
@@ -85,8 +87,8 @@ def plain_metric_replicas(
         fill = target_milli if usage_ratio < 1.0 else 0
         for name in missing:
             values[name] = fill
-    if rebalance_ignored:
-        for name in ignored:
+    if scale_up_with_unready:
+        for name in unready:
             values[name] = 0
     new_ratio, _ = _utilization_ratio(values, target_milli)
     if (
