@@ -89,7 +89,6 @@ def simulate(
     replica_seconds = 0.0
     scalings = direction_changes = 0
     last_direction = 0
-    refused: list[Request] = []
     replicas_timeline: list[tuple[float, int]] = []
     next_request = 0
     duration = int(math.ceil(trace.duration))
@@ -100,10 +99,8 @@ def simulate(
         end = now + 1.0
         while next_request < len(requests) and requests[next_request].arrival < end:
             request = requests[next_request]
-            if serving:
+            if serving:  # else the connection is refused: no first token, a miss
                 serving[int(load.routing[next_request] * len(serving))].engine.submit(request)
-            else:
-                refused.append(request)
             next_request += 1
         for replica in replicas:
             replica.engine.advance(end)
@@ -154,8 +151,7 @@ def simulate(
         if timeline and tick % 10 == 9:
             replicas_timeline.append((end, sum(1 for r in replicas if not r.draining)))
 
-    return _result(requests, len(refused), replica_seconds, scalings, direction_changes,
-                   replicas_timeline, trace, timeline)
+    return _result(requests, replica_seconds, scalings, direction_changes, replicas_timeline, trace, timeline)
 
 
 def _pod(replica: Replica, now: float, cold_start: float) -> Pod:
@@ -173,19 +169,16 @@ def _ttft(request: Request) -> float:
     return min(TIMEOUT_SECONDS, request.first_token_at - request.arrival)
 
 
-def _result(requests, refused, replica_seconds, scalings, direction_changes, replicas_timeline,
-            trace: Trace, timeline: bool) -> RunResult:
+def _result(requests: list[Request], replica_seconds: float, scalings: int, direction_changes: int,
+            replicas_timeline: list[tuple[float, int]], trace: Trace, timeline: bool) -> RunResult:
     ttfts = [_ttft(r) for r in requests]
-    met = sum(1 for r, t in zip(requests, ttfts) if t <= SLO_SECONDS and r.first_token_at is not None and not r.timed_out)
-    missed_entirely = sum(1 for r in requests if r.first_token_at is None or r.timed_out
-                          or r.first_token_at - r.arrival > TIMEOUT_SECONDS)
     result = RunResult(
         replica_seconds=replica_seconds,
-        slo_attainment=met / len(requests) if requests else 1.0,
+        slo_attainment=sum(1 for t in ttfts if t <= SLO_SECONDS) / len(requests) if requests else 1.0,
         scalings=scalings,
         direction_changes=direction_changes,
         p90_ttft=percentile(ttfts, 0.9),
-        timeouts=missed_entirely,
+        timeouts=sum(1 for t in ttfts if t >= TIMEOUT_SECONDS),
         requests=len(requests),
         replicas_timeline=replicas_timeline,
     )
@@ -211,12 +204,10 @@ def replica_capacity(slo: float = SLO_SECONDS, quantile: float = 0.99) -> tuple[
     Concurrency is convex in load near saturation (the service time grows with the batch),
     so 70 % of the concurrency at capacity would be ~95 % of the throughput; Knative's 70 %
     target utilization is therefore applied to throughput."""
-    from replay.traces import Trace as _Trace
-
     def measure(rate: float) -> tuple[float, float]:
         worst, in_flight = 0.0, 0.0
         for seed in range(2):
-            trace = _Trace("calibration", ((0, rate),), 1200.0)
+            trace = Trace("calibration", ((0, rate),), 1200.0)
             load = workload(trace, 10_000 + seed)
             engine = ReplicaEngine(default_engine_config(TIMEOUT_SECONDS))
             reqs = [Request(t, p, o) for t, p, o in zip(load.arrivals, load.prompts, load.outputs)]
