@@ -72,3 +72,18 @@ def test_built_in_traces_are_seeded_and_reproducible():
         assert first.segments[0][0] == 0 and 0 < max(r for _, r in first.segments) <= 60
     assert traces.diurnal(1) != traces.diurnal(2)
     assert traces.workload(traces.big_step(0), 0) == traces.workload(traces.big_step(0), 0)
+
+
+def test_json_for_a_csv_trace_is_keyed_by_policy_with_the_five_figures(tmp_path, capsys):
+    import json
+
+    import bench_autoscale
+
+    path = tmp_path / "short.csv"
+    path.write_text("t_seconds,rate_rps\n0,2\n60,8\n")
+    assert bench_autoscale.main(["--trace", str(path), "--json", "--seeds", "2", "--no-plots"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert list(figures) == ["hpa", "kpa", "keda", "ratio", "demand", "oracle"]
+    for entry in figures.values():
+        assert set(entry) == {"replica_seconds", "slo_attainment", "scalings", "replica_seconds_se", "slo_se"}
+        assert 0 <= entry["slo_attainment"] <= 1 and entry["replica_seconds"] >= 360
