@@ -18,6 +18,12 @@ repeated while they start (cold starts take minutes, and the queue keeps growing
 which would otherwise add replicas again and again) unless the load is at panicThreshold x
 target even with the starting replicas counted as capacity; scale to zero after an idle period and
 back to one on a wake signal (there are no vLLM metrics while no pod runs).
+
+`mode: demand` replaces the per-metric ratios and windows with `llmops.autoscale.demand`
+(offered load, backlog, drain, a hold of one cold start) whenever an arrival rate is
+measured, and falls back to the ratio rules when none is. Bounds, step limits, scale to
+zero and the capacity cap apply to both modes: while pods are Unschedulable, desired
+replicas are capped at the scheduled ones plus one probe.
 """
 
 from __future__ import annotations
