@@ -199,3 +199,25 @@ def test_an_unknown_mode_is_refused_with_the_accepted_values():
     with pytest.raises(ValidationError) as error:
         AutoscalingSpec.model_validate({"mode": "predictive", "maxReplicas": 3})
     assert "mode" in str(error.value) and "'ratio' or 'demand'" in str(error.value)
+
+
+def test_slots_are_max_num_seqs_capped_and_lowered_by_kv_use():
+    from llmops.autoscale.demand import DEFAULT_SLOTS_CAP, slots_signal
+    assert slots_signal(8, Signal(4.0), Signal(0.1), ready=1) == Signal(8.0, 0.0, "max-num-seqs")
+    assert slots_signal(256, Signal(4.0), Signal(0.1), ready=1).value == DEFAULT_SLOTS_CAP
+    assert slots_signal(None, Signal(), Signal(), ready=0).source == "default cap"
+    by_kv = slots_signal(256, Signal(40.0, 2.0), Signal(0.8, 3.0), ready=2)  # 20 running per replica at 80 %
+    assert (by_kv.value, by_kv.source, by_kv.age_seconds) == (25.0, "kv-cache", 3.0)
+
+
+def test_a_saturated_replicas_service_time_is_not_used_for_sizing():
+    autoscaling = spec()
+    calm, state = run(autoscaling, signals(rate=2.0, queue=0, service_seconds=Signal(4.0, 1.0, "q")), current=1)
+    assert term(calm, "steady").inputs["serviceSeconds"] == 4.0 and state.unloaded_service_seconds == 4.0
+    # Queueing inflated the mean to 30 s: sizing keeps the 4 s measured without a queue.
+    busy, state = run(autoscaling, signals(rate=6.0, queue=50, service_seconds=Signal(30.0, 1.0, "q")),
+                      current=2, state=state, at=15)
+    steady = term(busy, "steady")
+    assert (steady.inputs["serviceSeconds"], steady.inputs["serviceSource"]) == (4.0, "last unsaturated measurement")
+    assert steady.replicas == 2  # 6 req/s x 4 s = 24 slots / 16
+    assert AutoscalerState.from_status(state.to_status()).unloaded_service_seconds == 4.0

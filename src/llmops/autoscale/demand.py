@@ -28,6 +28,16 @@ from typing import Any, Optional
 
 from llmops.api.autoscaling import AutoscalingSpec
 
+# Default concurrency a replica is sized for when slotsPerReplica is not set: at most
+# this many, even where --max-num-seqs allows more. Past a few dozen sequences a step on
+# current GPUs turns compute-bound (chunked prefill shares each step's token budget with
+# the decodes), so every added request slows all the others; the replay's Llama-3.1-8B on
+# A100 held its TTFT SLO up to ~55 concurrent requests and sized alike from 48 to 64.
+DEFAULT_SLOTS_CAP = 64
+# A replica with at most this many waiting requests is not saturated: service times
+# measured then are what a request costs, not what queueing inflated.
+UNLOADED_QUEUE_PER_REPLICA = 1.0
+
 
 @dataclass(frozen=True)
 class Signal:
@@ -82,6 +92,7 @@ class Sizing:
     message: str
     cold_start_seconds: float
     load: float                   # offered load in busy slots (arrival x service)
+    unloaded_service: Optional[float] = None  # to remember for the next decision
 
 
 def _rounded(value: Optional[float]) -> Optional[float]:
@@ -97,10 +108,12 @@ def size(
     ready: int,
     history: tuple[tuple[float, int], ...],
     max_age: float,
+    unloaded_service: Optional[float] = None,
 ) -> Optional[Sizing]:
     """Replicas for the offered load, or None when no arrival rate is known (the caller
     then falls back to the ratio rules). `history` holds earlier (time, steady) answers;
-    the highest of the last cold start is held."""
+    the highest of the last cold start is held. `unloaded_service` is the service time
+    last measured while replicas were not saturated (Sizing.unloaded_service updates it)."""
     demand = spec.demand
     fast = signals.arrival_fast.fresh(max_age)
     slow = signals.arrival_slow.fresh(max_age)
@@ -109,21 +122,19 @@ def size(
     fast = slow if fast is None else fast
     slow = fast if slow is None else slow
 
-    service = signals.service_seconds.fresh(max_age)
-    service_source = signals.service_seconds.source if service else "hint"
-    if not service or service <= 0:
-        service = demand.service_seconds_hint
+    queue = signals.queue.fresh(max_age)
+    service, service_source, unloaded = _service_time(spec, signals, queue, ready, unloaded_service, max_age)
     slots = signals.slots_per_replica.fresh(max_age)
-    slots_source = signals.slots_per_replica.source if slots else "spec"
+    slots_source = signals.slots_per_replica.source if slots else "default"
     if not slots or slots < 1:
-        slots = float(demand.slots_per_replica or 256)
+        slots = float(DEFAULT_SLOTS_CAP)
     if demand.slots_per_replica:
         slots, slots_source = float(demand.slots_per_replica), "spec"
     cold, cold_source = cold_start_estimate(spec, signals)
 
     per_replica = slots * demand.target_utilization
-    # Up follows the fast window; the slow one only keeps replicas while the fast dips.
-    rate = max(fast, slow) if fast < slow else fast
+    # Up follows the fast window; the slow one keeps replicas while the fast one dips.
+    rate = max(fast, slow)
     load = rate * service
     busy = load + demand.safety_factor * math.sqrt(load)
     steady = max(1, math.ceil(round(busy / per_replica, 9))) if load > 0 else 0
@@ -147,7 +158,6 @@ def size(
         )
     ]
 
-    queue = signals.queue.fresh(max_age)
     backlog = 0
     if queue is not None:
         capacity_per_replica = slots / service  # requests/s one replica finishes at full slots
@@ -200,7 +210,48 @@ def size(
         message=f"demand -> {want} ({driver.name}): {message}",
         cold_start_seconds=cold,
         load=load,
+        unloaded_service=unloaded,
     )
+
+
+def _service_time(
+    spec: AutoscalingSpec,
+    signals: DemandSignals,
+    queue: Optional[float],
+    ready: int,
+    remembered: Optional[float],
+    max_age: float,
+) -> tuple[float, str, Optional[float]]:
+    """(seconds, source, unloaded time to remember). While replicas are saturated the
+    measured mean grows with queueing and would size the fleet for its own backlog, so
+    the last time measured without a queue is used instead."""
+    measured = signals.service_seconds.fresh(max_age)
+    if measured is not None and measured <= 0:
+        measured = None
+    saturated = queue is None or not ready or queue / ready > UNLOADED_QUEUE_PER_REPLICA
+    if measured is not None and not saturated:
+        return measured, signals.service_seconds.source or "measured", measured
+    if remembered:
+        return remembered, "last unsaturated measurement", remembered
+    if measured is not None:
+        return measured, signals.service_seconds.source or "measured", None
+    return spec.demand.service_seconds_hint, "hint", None
+
+
+def slots_signal(max_num_seqs: Optional[int], running: Signal, kv_usage: Signal, ready: int) -> Signal:
+    """Concurrent requests one replica is sized for: --max-num-seqs capped at
+    DEFAULT_SLOTS_CAP, lowered to what the KV cache holds: at the current mix, a replica
+    with r running requests at KV usage u holds about r / u of them. The KV estimate is
+    only read when the cache is well used, where the ratio is not noise."""
+    cap = min(max_num_seqs, DEFAULT_SLOTS_CAP) if max_num_seqs else DEFAULT_SLOTS_CAP
+    source = "max-num-seqs" if max_num_seqs and max_num_seqs <= DEFAULT_SLOTS_CAP else "default cap"
+    slots = Signal(float(cap), 0.0, source)
+    usage = kv_usage.value
+    if ready and running.value and usage is not None and not math.isnan(usage) and usage >= 0.3:
+        by_kv = running.value / ready / usage
+        if by_kv < cap:
+            slots = Signal(by_kv, max(running.age_seconds or 0.0, kv_usage.age_seconds or 0.0), "kv-cache")
+    return slots
 
 
 def cold_start_estimate(spec: AutoscalingSpec, signals: Optional[DemandSignals]) -> tuple[float, str]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from llmops.api.autoscaling import AutoscalingMode, AutoscalingSpec
-from llmops.autoscale.demand import DemandSignals, Signal, learned_cold_start
+from llmops.autoscale.demand import DemandSignals, Signal, learned_cold_start, slots_signal
 from llmops.autoscale.detect import NameDetection, detect_names
 from llmops.autoscale.pods import PodFacts, ReplicaCounts, merge_cold_starts
 from llmops.autoscale.policy import (
@@ -166,22 +166,10 @@ async def _demand_signals(
     learned = learned_cold_start([seconds for _, seconds in cold_starts])
     return DemandSignals(
         **signals,
-        slots_per_replica=_slots_per_replica(engine_slots, signals["running"], kv, pods.counts.ready),
+        slots_per_replica=slots_signal(engine_slots, signals["running"], kv, pods.counts.ready),
         cold_start_seconds=Signal(learned, 0.0, f"p90 of {len(cold_starts)} pod starts") if learned else Signal(),
         starting_ages=pods.starting_ages,
     )
-
-
-def _slots_per_replica(engine_slots: Optional[int], running: Signal, kv: Signal, ready: int) -> Signal:
-    """max-num-seqs, lowered to what the KV cache holds: at the current mix, a replica with
-    r running requests at KV usage u holds about r / u of them. Only read when the cache is
-    well used, where the ratio is not noise."""
-    slots = Signal(float(engine_slots), 0.0, "max-num-seqs") if engine_slots else Signal()
-    if ready and running.value and kv.value and kv.value >= 0.3 and not math.isnan(kv.value):
-        by_kv = running.value / ready / kv.value
-        if slots.value is None or by_kv < slots.value:
-            slots = Signal(by_kv, max(running.age_seconds or 0.0, kv.age_seconds or 0.0), "kv-cache")
-    return slots
 
 
 def _signal(plan: MetricQueries, value: QueryOutcome, age: Optional[QueryOutcome]) -> Signal:

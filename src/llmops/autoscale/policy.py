@@ -194,6 +194,7 @@ class AutoscalerState:
     history: tuple[dict[str, Any], ...] = ()  # Decision.to_summary(), oldest first
     last_decision: Optional[dict[str, Any]] = None
     last_evaluated_at: Optional[float] = None
+    unloaded_service_seconds: Optional[float] = None  # mode demand: last service time without a queue
 
     def to_status(self, extra: Optional[dict[str, Any]] = None) -> dict[str, Any]:
         status: dict[str, Any] = {
@@ -203,6 +204,7 @@ class AutoscalerState:
             "idleSince": self.idle_since,
             "wakeToken": self.wake_token,
             "lastEvaluatedAt": self.last_evaluated_at,
+            "unloadedServiceSeconds": self.unloaded_service_seconds,
         }
         status.update(extra or {})
         return status
@@ -220,6 +222,7 @@ class AutoscalerState:
             recommendations = ()
         idle_since = status.get("idleSince")
         evaluated = status.get("lastEvaluatedAt")
+        unloaded = status.get("unloadedServiceSeconds")
         history = status.get("history") or []
         last = status.get("lastDecision")
         return cls(
@@ -229,6 +232,7 @@ class AutoscalerState:
             history=tuple(h for h in history if isinstance(h, dict))[-HISTORY_LIMIT:],
             last_decision=last if isinstance(last, dict) else None,
             last_evaluated_at=float(evaluated) if isinstance(evaluated, (int, float)) else None,
+            unloaded_service_seconds=float(unloaded) if isinstance(unloaded, (int, float)) and unloaded > 0 else None,
         )
 
 
@@ -400,10 +404,15 @@ def _decide_demand(
         ready=inp.ready_replicas,
         history=state.recommendations,
         max_age=behavior.metrics_max_age_seconds,
+        unloaded_service=state.unloaded_service_seconds,
     )
     if sizing is None:
         return None
-    state = replace(state, recommendations=state.recommendations + ((now, sizing.steady),))
+    state = replace(
+        state,
+        recommendations=state.recommendations + ((now, sizing.steady),),
+        unloaded_service_seconds=sizing.unloaded_service,
+    )
     bounded = min(max(sizing.desired, floor), spec.max_replicas)
     desired = min(bounded, current + behavior.max_scale_up_step)
     desired = max(desired, current - behavior.max_scale_down_step)

@@ -23,7 +23,7 @@ from typing import Callable, Optional, Protocol
 
 from llmops.api.autoscaling import AutoscalingSpec
 from llmops.autoscale.demand import DemandSignals, Signal, learned_cold_start
-from llmops.autoscale.evaluate import _slots_per_replica as slots_per_replica  # the operator's own rule
+from llmops.autoscale.demand import slots_signal as slots_per_replica  # the operator's own rule
 from llmops.autoscale.policy import AutoscalerState, MetricSample, PolicyInput, SampleStatus, decide
 
 from replay import hpa as hpa_port
