@@ -34,7 +34,7 @@ def test_demand_is_fed_arrivals_from_finishes_plus_the_growth_in_the_system():
     assert signals.arrival_fast.age_seconds == 5
     assert signals.queue.value == 1200 and signals.running.value == 80
     assert signals.service_seconds.value == pytest.approx(8.0)
-    assert signals.slots_per_replica.value == 64               # the default cap; KV usage 0.1 is not the limit
+    assert signals.slots_per_replica.value == 48               # the default cap; KV usage 0.1 is not the limit
     assert signals.cold_start_seconds.value == 130             # p90 of the three starts
 
 

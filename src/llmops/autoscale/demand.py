@@ -32,8 +32,8 @@ from llmops.api.autoscaling import AutoscalingSpec
 # this many, even where --max-num-seqs allows more. Past a few dozen sequences a step on
 # current GPUs turns compute-bound (chunked prefill shares each step's token budget with
 # the decodes), so every added request slows all the others; the replay's Llama-3.1-8B on
-# A100 held its TTFT SLO up to ~55 concurrent requests and sized alike from 48 to 64.
-DEFAULT_SLOTS_CAP = 64
+# A100 held its TTFT SLO up to ~55 concurrent requests; 48 met it on every step trace.
+DEFAULT_SLOTS_CAP = 48
 # A replica with at most this many waiting requests is not saturated: service times
 # measured then are what a request costs, not what queueing inflated.
 UNLOADED_QUEUE_PER_REPLICA = 1.0
