@@ -6,18 +6,19 @@ from prometheus_client import generate_latest
 from llmops.sim import timing
 from llmops.sim.engine import Engine, EngineRequest
 from llmops.sim.metrics import VllmMetrics
+from llmops.sim.releases import RELEASES
 
 COSTS = timing.StepCosts(fixed_s=0.001, per_sequence_s=0.0, weight_read_s=0.01, kv_read_s_per_token=0.0,
                          compute_s_per_token=0.0)
 
 
-def make_engine(kv_tokens=100_000, max_num_seqs=4, batched=8192):
-    metrics = VllmMetrics("m", 4096, legacy=False, cache_info={})
-    return Engine(COSTS, kv_tokens, max_num_seqs, batched, metrics), metrics
+def make_engine(kv_tokens=100_000, max_num_seqs=4, batched=8192, version="0.11.0", prefix_caching=True):
+    metrics = VllmMetrics("m", 4096, RELEASES[version], cache_info={})
+    return Engine(COSTS, kv_tokens, max_num_seqs, batched, metrics.engines[0], prefix_caching), metrics
 
 
-def request(prompt=32, output=4, name="r"):
-    return EngineRequest(name, prompt, output, "length")
+def request(prompt=32, output=4, name="r", hashes=()):
+    return EngineRequest(name, prompt, output, "length", block_hashes=tuple(hashes))
 
 
 def run_step(engine, now):
@@ -132,8 +133,8 @@ def test_abort_frees_slot_and_blocks():
 
 
 def test_legacy_metric_names_replace_current_ones():
-    legacy = generate_latest(VllmMetrics("m", 1024, legacy=True, cache_info={}).registry).decode()
-    current = generate_latest(VllmMetrics("m", 1024, legacy=False, cache_info={}).registry).decode()
+    legacy = generate_latest(VllmMetrics("m", 1024, RELEASES["0.8.5"], cache_info={}).registry).decode()
+    current = generate_latest(VllmMetrics("m", 1024, RELEASES["0.11.0"], cache_info={}).registry).decode()
     assert "vllm:gpu_cache_usage_perc" in legacy and "vllm:kv_cache_usage_perc" not in legacy
     assert "vllm:time_per_output_token_seconds" in legacy and "vllm:inter_token_latency_seconds" not in legacy
     assert "vllm:kv_cache_usage_perc" in current and "vllm:gpu_cache_usage_perc" not in current
