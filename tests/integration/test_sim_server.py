@@ -258,8 +258,8 @@ def test_legacy_names_and_error_shape():
         process.stop()
 
 
-def test_sigterm_drains_in_flight_requests():
-    process = start_sim(["m-8B"], env={"LLMOPS_SIM_SPEED": "1"})
+def test_sigterm_drains_in_flight_requests_for_the_shutdown_timeout():
+    process = start_sim(["m-8B", "--shutdown-timeout", "30"], env={"LLMOPS_SIM_SPEED": "1"})
     process.wait_ready()
     result = {}
 

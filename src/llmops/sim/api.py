@@ -157,8 +157,9 @@ def context_limit(release: Release, prompt_tokens: int, max_tokens: int | None, 
                 f"has {prompt_tokens} input tokens ({max_tokens} > {max_model_len} - {prompt_tokens}).")
         return max_tokens if max_tokens is not None else max_model_len - prompt_tokens
     # 0.33: vllm/renderers/params.py TokenizeParams (__post_init__, _token_len_check), then
-    # vllm/v1/engine/input_processor.py (prompt == max_model_len), then
-    # vllm/entrypoints/serve/utils/api_utils.py get_max_tokens clamps max_tokens and serves.
+    # vllm/entrypoints/serve/utils/api_utils.py get_max_tokens clamps max_tokens to the room
+    # left and serves; no room left gives SamplingParams(max_tokens=0), which
+    # vllm/sampling_params.py refuses.
     if max_tokens is not None and max_tokens > max_model_len:
         raise validation_error(
             release, f"{max_tokens_name}={max_tokens} cannot be greater than max_model_len={max_model_len}. "
@@ -169,10 +170,7 @@ def context_limit(release: Release, prompt_tokens: int, max_tokens: int | None, 
             f"contains {prompt_tokens} input tokens, which exceeds this limit even without any output tokens. "
             "Please reduce the length of the input prompt.", "input_tokens", prompt_tokens)
     if prompt_tokens == max_model_len:
-        raise validation_error(
-            release, f"The decoder prompt (length {prompt_tokens}) plus the number of requested output tokens "
-            f"(at least 1) is longer than the maximum model length of {max_model_len}. Make sure that "
-            "`max_model_len` is no smaller than the number of text tokens (prompt + requested output tokens).")
+        raise validation_error(release, "max_tokens must be at least 1, got 0.", "max_tokens", 0)
     room = max_model_len - prompt_tokens
     return room if max_tokens is None else min(room, max_tokens)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import re
@@ -34,7 +35,8 @@ ENV_DOC = {
     "LLMOPS_SIM_CONTROL": "1 = enable the test-only POST /sim/control endpoint",
     "LLMOPS_SIM_PARAMS_B": "model size in billions of parameters (overrides the size in the model name)",
     "LLMOPS_SIM_PROFILE": "YAML file overriding GPU/model-shape/efficiency tables",
-    "LLMOPS_SIM_DRAIN_SECONDS": "on SIGTERM, how long in-flight requests may finish (default 30)",
+    "LLMOPS_SIM_DRAIN_SECONDS": "on SIGTERM, how long in-flight requests may finish (default: the release's "
+                                "behaviour: 0.11 cuts them off, 0.33 waits --shutdown-timeout, default 0)",
 }
 
 # For a model neither the planner's catalogue nor a local config.json describes.
@@ -165,6 +167,7 @@ _KNOWN_FLAGS: dict[str, tuple[str, type, str | None]] = {
     "--distributed-executor-backend": ("distributed_executor_backend", str, None),
     "--data-parallel-size": ("data_parallel_size", str, None),
     "-dp": ("data_parallel_size", str, None),
+    "--shutdown-timeout": ("shutdown_timeout", str, None),
 }
 _BOOLEAN_FLAGS = {"--enable-prefix-caching": True, "--no-enable-prefix-caching": False,
                   "--enable-chunked-prefill": True, "--no-enable-chunked-prefill": False}
@@ -348,6 +351,14 @@ def _positive_int(flag: str, raw: str | None) -> int | None:
 def build_config(argv: Sequence[str], env: Mapping[str, str], profile_yaml: str | None = None) -> SimConfig:
     """`profile_yaml` is the text of the LLMOPS_SIM_PROFILE file (the caller reads it)."""
     release = release_from_env(env)
+    absent: list[str] = []
+    for index, token in enumerate(argv):
+        if token.split("=", 1)[0] in release.flags_absent:
+            absent.append(token)
+            absent.extend(itertools.takewhile(lambda t: not t.startswith("-"), argv[index + 1:]))
+    if absent:
+        raise ConfigError(f"vllm serve: error: unrecognized arguments: {' '.join(absent)} (not a flag of vLLM "
+                          f"{release.version})", argparse_line=True)
     known, ignored = split_vllm_args(argv)
     try:
         args, leftover = _parser().parse_known_args(known)
@@ -429,6 +440,10 @@ def build_config(argv: Sequence[str], env: Mapping[str, str], profile_yaml: str 
     if speed <= 0:
         raise ConfigError("LLMOPS_SIM_SPEED must be positive")
     port = args.port if args.port is not None else 8000
+    shutdown_timeout = _positive_int("--shutdown-timeout", args.shutdown_timeout) or 0
+    if shutdown_timeout < 0:
+        raise ConfigError(f"--shutdown-timeout {shutdown_timeout} must be >= 0 (seconds in-flight requests may finish)")
+    drain_seconds = _env_float(env, "LLMOPS_SIM_DRAIN_SECONDS", float(shutdown_timeout))
 
     config = SimConfig(
         model=model,
@@ -454,7 +469,7 @@ def build_config(argv: Sequence[str], env: Mapping[str, str], profile_yaml: str 
         seed=int(_env_float(env, "LLMOPS_SIM_SEED", 0)),
         release=release,
         control_enabled=env.get("LLMOPS_SIM_CONTROL", "").strip() in ("1", "true", "yes"),
-        drain_seconds=_env_float(env, "LLMOPS_SIM_DRAIN_SECONDS", 30.0),
+        drain_seconds=drain_seconds,
         profiles=profiles,
         ignored_flags=tuple(ignored),
         distributed_executor_backend=backend,

@@ -145,6 +145,18 @@ class Engine:
         self._publish_gauges()
         request.wakeup.set()
 
+    def abort_all(self, now: float) -> None:
+        """Shutdown (0.33, --shutdown-timeout 0): the engine core finishes every unfinished
+        request as aborted and sends the outputs, so the frontend records them with
+        finished_reason="abort" (vllm/v1/engine/core.py _handle_shutdown)."""
+        for request in [*self.running, *self.waiting]:
+            request.limit_reason = "abort"
+            self._finish(request, now, now)
+            request.wakeup.set()
+        self.running.clear()
+        self.waiting.clear()
+        self._publish_gauges()
+
     def set_paused(self, paused: bool) -> None:
         self.paused = paused
         self._work.set()

@@ -106,6 +106,13 @@ class Release:
     # vllm/config/model.py "Unknown quantization method").
     quantization_is_choice: bool
     max_model_len_auto: bool  # human_readable_int_or_auto (vllm/utils/argparse_utils.py, 0.33)
+    # Flags of the other release this one's parser does not know (argparse: "unrecognized arguments").
+    flags_absent: tuple[str, ...]
+    # SIGTERM. 0.11: vllm/entrypoints/launcher.py serve_http's handler cancels the server task, so
+    # in-flight requests are cut off at once. 0.33: vllm/entrypoints/launchers/launcher.py stops the
+    # engine client with --shutdown-timeout (vllm/config/vllm.py, default 0): 0 aborts in-flight
+    # requests, N lets them finish for up to N s (vllm/v1/engine/core.py _handle_shutdown).
+    shutdown_timeout_flag: bool
     # Startup failures: vllm/v1/core/kv_cache_utils.py check_enough_kv_cache_memory (0.11),
     # vllm/v1/core/kv_cache_planning.py _check_enough_kv_cache_memory (0.33).
     no_kv_memory_message: str
@@ -124,6 +131,7 @@ RELEASES: Mapping[str, Release] = {
         context_policy="reject", not_found_lists_aliases=False, validation_error_names_parameter=False,
         quantization_methods=QUANTIZATION_0_11,
         quantization_is_choice=True, max_model_len_auto=False,
+        flags_absent=("--shutdown-timeout", "--performance-mode"), shutdown_timeout_flag=False,
         no_kv_memory_message=_NO_KV_0_11, kv_too_small_template=_KV_SMALL_0_11,
     ),
     "0.33.0": Release(
@@ -133,6 +141,7 @@ RELEASES: Mapping[str, Release] = {
         flat_error_body=False, context_policy="clamp", not_found_lists_aliases=True,
         validation_error_names_parameter=True,
         quantization_methods=QUANTIZATION_0_33, quantization_is_choice=False, max_model_len_auto=True,
+        flags_absent=("--swap-space", "--max-num-partial-prefills"), shutdown_timeout_flag=True,
         no_kv_memory_message=_NO_KV_0_33, kv_too_small_template=_KV_SMALL_0_33,
     ),
     "0.8.5": Release(
@@ -142,6 +151,7 @@ RELEASES: Mapping[str, Release] = {
         context_policy="reject", not_found_lists_aliases=False, validation_error_names_parameter=False,
         quantization_methods=QUANTIZATION_0_11,
         quantization_is_choice=True, max_model_len_auto=False,
+        flags_absent=("--shutdown-timeout", "--performance-mode"), shutdown_timeout_flag=False,
         no_kv_memory_message=_NO_KV_0_11, kv_too_small_template=_KV_SMALL_0_11,
     ),
 }

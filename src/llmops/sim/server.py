@@ -268,6 +268,7 @@ class SimServer:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8"})
         chunks = api.ChunkWriter(parsed.kind, request_id, int(time.time()), parsed.model)
         delivered = [0] * len(children)
+        aborted: set[int] = set()
         try:
             await response.prepare(request)
             if parsed.kind == "chat":
@@ -282,10 +283,13 @@ class SimServer:
                         text = api.generated_text(seed, delivered[index], child.generated)
                         delivered[index] = child.generated
                         await response.write(chunks.text(text, child.finish_reason, index))
+                    elif child.finish_reason == "abort" and index not in aborted:
+                        aborted.add(index)  # the engine aborted it (shutdown): say so once
+                        await response.write(chunks.text("", "abort", index))
                 if all(child.done for child, _ in children):
                     break
             if parsed.include_usage:
-                await response.write(chunks.usage(parsed.prompt_tokens, sum(delivered)))
+                await response.write(chunks.usage(parsed.prompt_tokens, sum(c.generated for c, _ in children)))
             await response.write(chunks.done())
             await response.write_eof()
         except ConnectionResetError:
@@ -343,12 +347,23 @@ class SimServer:
                              len(e.waiting), e.kv_usage * 100, 100 * new_hits / new_queries if new_queries else 0.0)
 
     async def drain(self) -> None:
+        """SIGTERM: new requests get 503; in-flight ones may finish for drain_seconds; then
+        0.33 aborts them (each gets finish_reason "abort") and 0.11 cuts their connections
+        (its HTTP server task is cancelled) when the runner closes."""
+        loop = asyncio.get_running_loop()
         self.draining = True
-        deadline = asyncio.get_running_loop().time() + self.config.drain_seconds
+        deadline = loop.time() + self.config.drain_seconds
         log.info("Shutting down: draining %d in-flight requests (up to %.0f s)", self.in_flight,
                  self.config.drain_seconds)
-        while self.in_flight and asyncio.get_running_loop().time() < deadline:
+        while self.in_flight and loop.time() < deadline:
             await asyncio.sleep(0.05)
+        if self.in_flight and self.config.release.shutdown_timeout_flag:
+            log.info("[shutdown] EngineCore: aborting in-flight requests count=%d", self.in_flight)
+            for engine in self.engines:
+                engine.abort_all(loop.time())
+            answered = loop.time() + 2.0  # the handlers write their last chunks
+            while self.in_flight and loop.time() < answered:
+                await asyncio.sleep(0.01)
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -370,7 +385,8 @@ async def serve(config: SimConfig, started: asyncio.Event | None = None) -> int:
         log.info("simulator ignores flag: %s", flag)
     for note in config.notes:
         log.info("%s", note)
-    runner = web.AppRunner(server.app(), access_log=None, handle_signals=False)
+    # Handlers still running at cleanup (0.11 after SIGTERM) are cancelled after this long.
+    runner = web.AppRunner(server.app(), access_log=None, handle_signals=False, shutdown_timeout=0.5)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, backlog=1024)
     await site.start()
