@@ -88,6 +88,8 @@ class StepStats:
     total_abs_error: float = 0.0  # sum over steps of |actual wake - modeled end|, seconds
     max_lateness: float = 0.0
     resyncs: int = 0
+    modeled_itl_sum: float = 0.0  # the schedule's gaps between a request's tokens (what the
+    modeled_itl_count: int = 0  # histograms would show on an idle, punctual host)
 
 
 class Engine:
@@ -321,6 +323,8 @@ class Engine:
                     metrics.prompt_tokens_computed.inc(request.prompt_tokens - request.cached_tokens)
                     metrics.prompt_tokens_hit.inc(request.cached_tokens)
             else:
+                self.stats.modeled_itl_sum += now - request.last_token_at
+                self.stats.modeled_itl_count += 1
                 metrics.itl.observe(seen - request.last_token_seen)
                 if metrics.tpot_deprecated is not None:
                     metrics.tpot_deprecated.observe(seen - request.last_token_seen)

@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import signal
+import threading
 import time
 import uuid
 from typing import Any
@@ -39,6 +40,12 @@ _compact = functools.partial(json.dumps, separators=(",", ":"))
 
 def _json_response(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, dumps=_compact)
+
+
+def _spin(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        sum(range(1000))
 
 
 def configure_logging() -> None:
@@ -182,7 +189,9 @@ class SimServer:
             raise api.bad_request("request body is not valid JSON") from None
 
     async def control(self, request: web.Request) -> web.Response:
-        """Test-only: {"speed_factor": float, "pause": bool}."""
+        """Test-only: {"speed_factor": float, "pause": bool, "hog_seconds": float}; hog_seconds
+        starts a thread that spins that long in Python, competing with the event loop for the
+        interpreter like a CPU-heavy tokenizer or a noisy neighbour would."""
         try:
             body = await request.json()
             if not isinstance(body, dict):
@@ -197,6 +206,8 @@ class SimServer:
             if "pause" in body:
                 for engine in self.engines:
                     engine.set_paused(bool(body["pause"]))
+            if "hog_seconds" in body:
+                threading.Thread(target=_spin, args=(float(body["hog_seconds"]),), daemon=True).start()
         except (ValueError, TypeError, json.JSONDecodeError) as exc:
             return self._error(api.bad_request(str(exc)))
         return await self.state(request)
@@ -213,6 +224,8 @@ class SimServer:
             "steps": sum(s.steps for s in stats), "modeled_seconds": sum(s.modeled_seconds for s in stats),
             "total_abs_error_s": sum(s.total_abs_error for s in stats),
             "max_lateness_s": max(s.max_lateness for s in stats), "resyncs": sum(s.resyncs for s in stats),
+            "modeled_itl_sum_s": sum(s.modeled_itl_sum for s in stats),
+            "modeled_itl_count": sum(s.modeled_itl_count for s in stats),
             "gc_max_pause_s": self.gc_max_pause,
         })
 
