@@ -26,6 +26,7 @@ Run: .venv/bin/python tests/benchmarks/bench_sim.py [--parts timing,prefix,overl
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import signal
@@ -162,12 +163,13 @@ def prefix_part(args) -> None:
     try:
         sim.wait_ready()
         results: dict[str, dict[str, list[float]]] = {}
+        seeds = itertools.count(1)  # fresh prompts every run: no hits left over from the last one
         for _ in range(args.repeats):
             for label, prompt, shared in (("unique 1064", 1064, 0), ("shared 1000 + 64", 64, 1000)):
                 before = scrape(sim.url)
                 report = run_load_sync(LoadConfig(url=sim.url, api="chat", concurrency=4, duration=args.seconds / 2,
                                                   prompt_tokens=prompt, shared_prefix_tokens=shared, max_tokens=32,
-                                                  progress_interval=0, seed=len(results)))
+                                                  progress_interval=0, seed=next(seeds)))
                 after = scrape(sim.url)
                 ttft = histogram_delta(before, after, TTFT)
                 queries = (after["vllm:prefix_cache_queries"]["vllm:prefix_cache_queries_total"]
@@ -205,7 +207,9 @@ def over(delta: dict[str, float], bound: str) -> float:
 
 
 def overload_part(args) -> None:
-    sim = start_sim([args.model, "--max-model-len", "8192"],
+    # Each disturbance replays the same arrivals (one seed per repeat); without prefix caching
+    # the later runs do not find the earlier ones' prompts cached.
+    sim = start_sim([args.model, "--max-model-len", "8192", "--no-enable-prefix-caching"],
                     env={"LLMOPS_SIM_CONTROL": "1", "LLMOPS_SIM_GPU": args.gpu})
     try:
         sim.wait_ready()

@@ -69,12 +69,16 @@ def test_metric_families_present_and_absent(sim):
     assert ("/v1/completions", "2xx") in http and not any(h in ("/metrics", "/version") for h, _ in http)
 
 
+def fact_of(sim, kind, index):
+    facts = RELEASES[sim.version][kind]
+    if index >= len(facts):
+        pytest.skip(f"fewer {kind} facts for {sim.version}")
+    return facts[index]
+
+
 @pytest.mark.parametrize("index", range(4))
 def test_error_messages_and_status_codes(sim, index):
-    facts = RELEASES[sim.version]["errors"]
-    if index >= len(facts):
-        pytest.skip("fewer error facts for this release")
-    fact = facts[index]
+    fact = fact_of(sim, "errors", index)
     status, body = call(sim.url + "/v1/completions", completion_body(fact["body"]))
     assert status == fact["status"], fact["name"]
     assert json.loads(body) == {"error": {"message": fact["message"], "type": fact["type"], "param": fact["param"],
@@ -83,10 +87,7 @@ def test_error_messages_and_status_codes(sim, index):
 
 @pytest.mark.parametrize("index", range(2))
 def test_served_edge_cases(sim, index):
-    facts = RELEASES[sim.version]["served"]
-    if index >= len(facts):
-        pytest.skip("fewer served facts for this release")
-    fact = facts[index]
+    fact = fact_of(sim, "served", index)
     status, body = call(sim.url + "/v1/completions", completion_body(fact["body"]))
     reply = json.loads(body)
     assert status == 200, reply

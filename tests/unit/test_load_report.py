@@ -118,3 +118,11 @@ def test_turns_need_sessions():
 
     with pytest.raises(ScenarioError, match="--turns must be >= 1 and needs --sessions N"):
         plan_scenario(LoadConfig(url="http://x", rate=1, turns=3))
+
+
+def test_runs_with_different_seeds_send_different_prompts():
+    from llmops.load.client import RequestSpec, make_prompt
+
+    first, second = (RequestSpec("chat", "m", make_prompt(64), 64, 8, seed=s).body(1) for s in (0, 1))
+    assert first["messages"] != second["messages"]
+    assert first["messages"][0]["content"].startswith("00000001 ")  # seed 0 keeps the plain numbering

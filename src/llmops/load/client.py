@@ -24,6 +24,7 @@ class RequestSpec:
     shared_prefix: str = ""  # the same system prompt in front of every request (prefix caching)
     sessions: int = 0  # multi-turn: requests cycle over this many conversations ...
     turns: int = 1  # ... of this many turns, each resending the conversation so far
+    seed: int = 0  # runs with different seeds send different prompts (no prefix-cache hits between runs)
 
     def path(self) -> str:
         return "/v1/chat/completions" if self.api == "chat" else "/v1/completions"
@@ -34,6 +35,7 @@ class RequestSpec:
         n % sessions), and replies are stand-ins of max_tokens length, so the history is
         the same whatever the server answered and concurrent turns need no shared state."""
         out: list[dict] = [{"role": "system", "content": self.shared_prefix}] if self.shared_prefix else []
+        sequence += self.seed * 1_000_000
         if self.sessions <= 0:
             return out + [{"role": "user", "content": unique_prompt(self.prompt, sequence)}]
         session = sequence % self.sessions

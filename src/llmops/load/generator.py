@@ -210,7 +210,7 @@ async def run_load(config: LoadConfig) -> Report:
         spec = RequestSpec(api, model, make_prompt(prompt_tokens), prompt_tokens + config.shared_prefix_tokens,
                            max_tokens, config.stream, config.ignore_eos,
                            shared_prefix=make_system_prompt(config.shared_prefix_tokens),
-                           sessions=config.sessions, turns=config.turns)
+                           sessions=config.sessions, turns=config.turns, seed=config.seed)
         run = _Run(config, targets, session, spec, scenario.arrival)
         helpers = [asyncio.create_task(targets.refresh_forever())]
         if config.progress_interval > 0:

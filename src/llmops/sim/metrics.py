@@ -223,7 +223,7 @@ class VllmMetrics:
                      sorted(cache_info) + ["engine"], registry=reg)
         for index in range(engines):
             info.labels(**cache_info, engine=str(index)).set(1)
-        self.http = HttpMetrics(reg) if release.http_metrics else None
+        self.http = HttpMetrics(reg)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

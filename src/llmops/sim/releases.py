@@ -12,6 +12,7 @@ its engine defaults are 0.11's, not read from a 0.8.5 wheel.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -86,8 +87,6 @@ class Release:
     request_param_histograms: bool  # vllm:request_max_num_generation_tokens, vllm:request_params_n
     newer_families: bool  # 0.33's additions (waiting_by_reason, sleep state, prompt_tokens_by_source, ...)
     finish_reasons: tuple[str, ...]  # vllm/v1/engine/__init__.py FINISH_REASON_STRINGS
-    # --- HTTP server (vllm/entrypoints/openai/api_server.py / serve/instrumentator/metrics.py) ---
-    http_metrics: bool  # prometheus-fastapi-instrumentator's http_requests_total, http_request_duration_*
     # --- API behaviour ---
     flat_error_body: bool  # 0.8-era {"object": "error", ...} instead of {"error": {...}}
     # Context length: "reject" refuses prompt + max_tokens > max_model_len
@@ -118,42 +117,31 @@ class Release:
     no_kv_memory_message: str
     kv_too_small_template: str  # .format(max_len=, needed=, available=, estimated=)
 
-    @property
-    def series(self) -> str:
-        return ".".join(self.version.split(".")[:2])
 
-
+_RELEASE_0_11 = Release(
+    version="0.11.0", batch_defaults=_batch_defaults_0_11, legacy_metric_names=False,
+    deprecated_tpot_histogram=True, request_param_histograms=True, newer_families=False,
+    finish_reasons=("stop", "length", "abort"), flat_error_body=False, context_policy="reject",
+    not_found_lists_aliases=False, validation_error_names_parameter=False, quantization_methods=QUANTIZATION_0_11,
+    quantization_is_choice=True, max_model_len_auto=False,
+    flags_absent=("--shutdown-timeout", "--performance-mode"), shutdown_timeout_flag=False,
+    no_kv_memory_message=_NO_KV_0_11, kv_too_small_template=_KV_SMALL_0_11,
+)
 RELEASES: Mapping[str, Release] = {
-    "0.11.0": Release(
-        version="0.11.0", batch_defaults=_batch_defaults_0_11, legacy_metric_names=False,
-        deprecated_tpot_histogram=True, request_param_histograms=True, newer_families=False,
-        finish_reasons=("stop", "length", "abort"), http_metrics=True, flat_error_body=False,
-        context_policy="reject", not_found_lists_aliases=False, validation_error_names_parameter=False,
-        quantization_methods=QUANTIZATION_0_11,
-        quantization_is_choice=True, max_model_len_auto=False,
-        flags_absent=("--shutdown-timeout", "--performance-mode"), shutdown_timeout_flag=False,
-        no_kv_memory_message=_NO_KV_0_11, kv_too_small_template=_KV_SMALL_0_11,
-    ),
+    "0.11.0": _RELEASE_0_11,
     "0.33.0": Release(
         version="0.33.0", batch_defaults=_batch_defaults_0_33, legacy_metric_names=False,
         deprecated_tpot_histogram=False, request_param_histograms=True, newer_families=True,
-        finish_reasons=("stop", "length", "abort", "error", "repetition"), http_metrics=True,
-        flat_error_body=False, context_policy="clamp", not_found_lists_aliases=True,
+        finish_reasons=("stop", "length", "abort", "error", "repetition"), flat_error_body=False, context_policy="clamp", not_found_lists_aliases=True,
         validation_error_names_parameter=True,
         quantization_methods=QUANTIZATION_0_33, quantization_is_choice=False, max_model_len_auto=True,
         flags_absent=("--swap-space", "--max-num-partial-prefills"), shutdown_timeout_flag=True,
         no_kv_memory_message=_NO_KV_0_33, kv_too_small_template=_KV_SMALL_0_33,
     ),
-    "0.8.5": Release(
-        version="0.8.5", batch_defaults=_batch_defaults_0_11, legacy_metric_names=True,
-        deprecated_tpot_histogram=False, request_param_histograms=False, newer_families=False,
-        finish_reasons=("stop", "length", "abort"), http_metrics=True, flat_error_body=True,
-        context_policy="reject", not_found_lists_aliases=False, validation_error_names_parameter=False,
-        quantization_methods=QUANTIZATION_0_11,
-        quantization_is_choice=True, max_model_len_auto=False,
-        flags_absent=("--shutdown-timeout", "--performance-mode"), shutdown_timeout_flag=False,
-        no_kv_memory_message=_NO_KV_0_11, kv_too_small_template=_KV_SMALL_0_11,
-    ),
+    # The 0.8-era names and flat error body on 0.11's engine behaviour (see the module doc).
+    "0.8.5": dataclasses.replace(_RELEASE_0_11, version="0.8.5", legacy_metric_names=True,
+                                 deprecated_tpot_histogram=False, request_param_histograms=False,
+                                 flat_error_body=True),
 }
 NEWEST = "0.33.0"
 LEGACY = "0.8.5"

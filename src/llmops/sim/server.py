@@ -125,13 +125,11 @@ class SimServer:
             status = exc.status
             raise
         finally:
-            http = self.metrics.http
-            if http is not None:
-                resource = request.match_info.route.resource
-                handler_name = resource.canonical if resource is not None else "none"
-                response_bytes = response.content_length if response is not None and response.content_length else 0
-                http.observe(request.method, status, handler_name, request.content_length or 0, response_bytes,
-                             asyncio.get_running_loop().time() - started)
+            resource = request.match_info.route.resource
+            handler_name = resource.canonical if resource is not None else "none"
+            response_bytes = response.content_length if response is not None and response.content_length else 0
+            self.metrics.http.observe(request.method, status, handler_name, request.content_length or 0,
+                                      response_bytes, asyncio.get_running_loop().time() - started)
 
     @web.middleware
     async def _availability(self, request: web.Request, handler):
