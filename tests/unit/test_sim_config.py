@@ -158,3 +158,14 @@ def test_a_local_model_directory_must_hold_a_model(tmp_path):
     missing.mkdir()
     (missing / "config.json").write_text("{}")
     assert build_config(["--model", str(missing)], {}).params_b == 8.0  # size still read from the name
+
+
+def test_a_local_model_directory_gives_its_own_context_length(tmp_path):
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "config.json").write_text('{"max_position_embeddings": 16384}')
+    assert build_config(["--model", str(own)], {}).max_model_len == 16384
+    staged = tmp_path / "staged"  # the simulated hub's config.json names the repo only
+    staged.mkdir()
+    (staged / "config.json").write_text('{"_name_or_path": "meta-llama/Llama-3.1-8B-Instruct"}')
+    assert build_config(["--model", str(staged)], {}).max_model_len == 131072

@@ -248,17 +248,21 @@ def parse_max_model_len(value: str, accepts_auto: bool = True) -> int:
 
 def model_context_length(model: str) -> int | None:
     """What vLLM defaults --max-model-len to: max_position_embeddings from the model's
-    config.json (a local directory), else the planner's catalogue of config.json facts."""
+    config.json (a local directory), else the planner's catalogue of config.json facts (for
+    a local directory without the field, e.g. the simulated hub's, under its _name_or_path)."""
+    from llmops.planner.models import lookup_model
+
+    name = model
     if model.startswith("/"):
         try:
             with open(os.path.join(model, "config.json"), encoding="utf-8") as handle:
-                value = json.load(handle).get("max_position_embeddings")
-            return int(value) if value else None
+                hf_config = json.load(handle)
+            if hf_config.get("max_position_embeddings"):
+                return int(hf_config["max_position_embeddings"])
+            name = str(hf_config.get("_name_or_path") or "")
         except (OSError, ValueError, TypeError, AttributeError):
             return None
-    from llmops.planner.models import lookup_model
-
-    info = lookup_model(model)
+    info = lookup_model(name) if name else None
     return info.context_length if info else None
 
 
