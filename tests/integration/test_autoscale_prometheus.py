@@ -18,7 +18,8 @@ from prometheus_client.core import GaugeMetricFamily
 
 from llmops.api.autoscaling import AutoscalingSpec
 from llmops.autoscale.detect import KV_CACHE_NAMES, detect
-from llmops.autoscale.evaluate import ReplicaCounts, evaluate_once
+from llmops.autoscale.evaluate import evaluate_once
+from llmops.autoscale.pods import PodFacts, ReplicaCounts
 from llmops.autoscale.policy import Reason
 from llmops.autoscale.prometheus import OutcomeKind, PrometheusClient
 from llmops.autoscale.testing_prometheus import (
@@ -100,12 +101,15 @@ def spec(**wire) -> AutoscalingSpec:
     return AutoscalingSpec.model_validate(base)
 
 
-def evaluate(url: str, name: str, autoscaling: AutoscalingSpec, replicas: ReplicaCounts, previous=None):
+def evaluate(url: str, name: str, autoscaling: AutoscalingSpec, replicas: ReplicaCounts | PodFacts,
+             previous=None, engine_slots=None):
+    facts = replicas if isinstance(replicas, PodFacts) else PodFacts(replicas)
+
     async def go():
         async with PrometheusClient(url, timeout_seconds=3) as prometheus:
             return await evaluate_once(
-                prometheus, namespace=NS, name=name, spec=autoscaling, replicas=replicas,
-                previous_status=previous, now=time.time(),
+                prometheus, namespace=NS, name=name, spec=autoscaling, pods=facts,
+                previous_status=previous, now=time.time(), engine_slots=engine_slots,
             )
 
     return asyncio.run(go())

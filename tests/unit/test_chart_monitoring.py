@@ -167,6 +167,15 @@ def test_per_deployment_dashboard_shows_replicas_next_to_the_scaling_signals():
             "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc", "vllm:time_to_first_token_seconds_bucket"} <= queried
 
 
+def test_per_deployment_dashboard_shows_every_demand_term_and_input():
+    dashboard = dashboards()["deployment-autoscaling.json"]
+    queried = {name for expr in dashboard_exprs(dashboard) for name in promql_metric_names(expr)}
+    assert {"llmops_autoscaler_term_replicas", "llmops_autoscaler_arrival_rate", "llmops_autoscaler_offered_load_slots",
+            "llmops_autoscaler_service_seconds", "llmops_autoscaler_cold_start_seconds",
+            "llmops_autoscaler_projected_queue", "llmops_autoscaler_capacity_cap",
+            "llmops_autoscaler_slots_per_replica"} <= queried
+
+
 promtool = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(promtool is None, reason="promtool not installed (apt-get install prometheus)")
 

@@ -62,6 +62,18 @@ def test_min_replicas_above_max_is_refused_with_fix():
     assert "minReplicas (5) is greater than maxReplicas (2)" in problem
 
 
+@pytest.mark.parametrize("autoscaling, field, text", [
+    ({"maxReplicas": 3, "mode": "predictive"}, "spec.autoscaling.mode: ", "'ratio' or 'demand'"),
+    ({"maxReplicas": 3, "mode": "demand", "demand": {"coldStartSecondsHint": 0}},
+     "spec.autoscaling.demand.coldStartSecondsHint: ", "greater than 0"),
+    ({"maxReplicas": 3, "demand": {"fastWindowSeconds": 600, "slowWindowSeconds": 60}},
+     "spec.autoscaling.demand: ", "make the slow window at least as long"),
+])
+def test_bad_demand_settings_name_the_field_and_the_fix(autoscaling, field, text):
+    [problem] = problems_for(spec__autoscaling=autoscaling)
+    assert problem.startswith(field) and text in problem, problem
+
+
 def test_unknown_quantization_lists_allowed_values():
     [problem] = problems_for(spec__quantization={"method": "int3"})
     assert problem.startswith("spec.quantization.method: ")

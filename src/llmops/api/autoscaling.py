@@ -58,6 +58,77 @@ class MetricTarget(_Model):
         return self
 
 
+class AutoscalingMode(str, Enum):
+    ratio = "ratio"    # HPA-like: per-replica metric / target ratios (spec.autoscaling.metrics)
+    demand = "demand"  # size the fleet from offered load, service time and cold-start time
+
+
+class DemandSpec(_Model):
+    """`mode: demand`: how offered load becomes replicas (llmops.autoscale.demand)."""
+
+    arrivals_query: Optional[str] = Field(
+        default=None,
+        description=(
+            "PromQL returning the arrival rate in requests/s (e.g. from a gateway), {namespace} and {name} "
+            "substituted, {window} replaced by the fast or slow window. Default: vLLM's finished-request "
+            "counters plus the change in running + waiting requests."
+        ),
+    )
+    fast_window_seconds: float = Field(
+        default=60, ge=10, le=3600, description="Window of the fast arrival-rate estimate (scale-up)."
+    )
+    slow_window_seconds: float = Field(
+        default=300, ge=10, le=86400, description="Window of the slow arrival-rate estimate (steadies scale-down)."
+    )
+    target_utilization: float = Field(
+        default=0.7,
+        gt=0,
+        le=1,
+        description="Share of a replica's concurrent slots the steady-state load may use.",
+    )
+    safety_factor: float = Field(
+        default=1.0,
+        ge=0,
+        le=10,
+        description="Headroom in square-root staffing: slots = load + safetyFactor x sqrt(load).",
+    )
+    slots_per_replica: Optional[int] = Field(
+        default=None,
+        ge=1,
+        le=100000,
+        description=(
+            "Concurrent requests one replica serves. Default: the engine's --max-num-seqs (vLLM's default "
+            "for the GPU when not set), lowered to what the KV cache vLLM reports can hold."
+        ),
+    )
+    service_seconds_hint: float = Field(
+        default=10,
+        gt=0,
+        le=3600,
+        description="Seconds one request occupies a slot, used until vLLM's request_inference_time histogram has data.",
+    )
+    cold_start_seconds_hint: float = Field(
+        default=120,
+        gt=0,
+        le=7200,
+        description=(
+            "Seconds from a new pod to Ready, used until the operator has seen this deployment's own pods "
+            "start (it then uses the 90th percentile of recent starts)."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _windows(self) -> "DemandSpec":
+        if self.slow_window_seconds < self.fast_window_seconds:
+            raise ValueError(
+                f"slowWindowSeconds ({self.slow_window_seconds:g}) is shorter than fastWindowSeconds "
+                f"({self.fast_window_seconds:g}); make the slow window at least as long"
+            )
+        if self.arrivals_query is not None and not self.arrivals_query.strip():
+            raise ValueError("arrivalsQuery is empty; give PromQL returning requests/s, or remove the field")
+        return self
+
+
 class AutoscalingBehavior(_Model):
     evaluation_interval_seconds: float = Field(default=15, ge=1, le=600, description="How often to decide.")
     scale_up_stabilization_seconds: float = Field(
@@ -104,6 +175,14 @@ class AutoscalingBehavior(_Model):
 
 class AutoscalingSpec(_Model):
     enabled: bool = Field(default=True, description="false keeps spec.replicas as set by hand or another autoscaler.")
+    mode: AutoscalingMode = Field(
+        default=AutoscalingMode.ratio,
+        description=(
+            "ratio: HPA-like ratios of metrics to targets. demand: replicas from offered load, service time "
+            "and cold-start time (spec.autoscaling.demand); the metrics then only act as extra floors."
+        ),
+    )
+    demand: DemandSpec = Field(default_factory=DemandSpec, description="Settings of mode demand.")
     min_replicas: int = Field(default=1, ge=0, le=1000, description="0 allows scale to zero when idle.")
     max_replicas: int = Field(ge=1, le=1000, description="Upper bound of replicas.")
     metrics: list[MetricTarget] = Field(

@@ -12,30 +12,15 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from llmops.api.autoscaling import AutoscalingSpec
-from llmops.autoscale.evaluate import Evaluation, ReplicaCounts, evaluate_once, evaluation_due
+from llmops.autoscale.evaluate import Evaluation, evaluate_once, evaluation_due
+from llmops.autoscale.pods import pod_facts
 from llmops.autoscale.prometheus import PrometheusClient
+from llmops.api.v1alpha1 import LLMDeploymentSpec
 from llmops.kube import Kube
+from llmops.planner.memory import engine_max_num_seqs
 from llmops.render.meta import DEPLOYMENT_LABEL
 
 WAKE_ANNOTATION = "llmops.io/wake"
-
-
-def count_replicas(current: int, pods: list[dict[str, Any]]) -> ReplicaCounts:
-    """Ready pods are capacity; pods that exist but are not Ready (scheduling, loading the
-    model) are 'starting'; terminating pods are neither."""
-    ready = starting = 0
-    for pod in pods:
-        if pod.get("metadata", {}).get("deletionTimestamp"):
-            continue
-        status = pod.get("status") or {}
-        if status.get("phase") in ("Succeeded", "Failed"):
-            continue
-        is_ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
-        if is_ready:
-            ready += 1
-        else:
-            starting += 1
-    return ReplicaCounts(current=current, ready=ready, starting=starting)
 
 
 def upsert_condition(conditions: list[dict[str, Any]], new: dict[str, Any], now: str) -> list[dict[str, Any]]:
@@ -55,6 +40,13 @@ class Scaled:
 
 def _rfc3339(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _engine_slots(spec: dict[str, Any]) -> Optional[int]:
+    try:
+        return engine_max_num_seqs(LLMDeploymentSpec.model_validate(spec))
+    except ValueError:  # an invalid spec is reported by reconcile; scale on the other signals
+        return None
 
 
 async def autoscale_once(
@@ -86,7 +78,8 @@ async def autoscale_once(
         namespace=namespace,
         name=name,
         spec=policy,
-        replicas=count_replicas(current, pods),
+        pods=pod_facts(current, pods, now),
+        engine_slots=_engine_slots(spec),
         previous_status=previous,
         now=now,
         wake_annotation=(meta.get("annotations") or {}).get(WAKE_ANNOTATION),

@@ -14,8 +14,10 @@ import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from llmops.api.autoscaling import AutoscalingSpec
+from llmops.api.autoscaling import AutoscalingMode, AutoscalingSpec
+from llmops.autoscale.demand import DemandSignals, Signal, learned_cold_start
 from llmops.autoscale.detect import NameDetection, detect_names
+from llmops.autoscale.pods import PodFacts, ReplicaCounts, merge_cold_starts
 from llmops.autoscale.policy import (
     AutoscalerState,
     Decision,
@@ -27,18 +29,19 @@ from llmops.autoscale.policy import (
     decide,
 )
 from llmops.autoscale.prometheus import OutcomeKind, PrometheusClient, QueryOutcome
-from llmops.autoscale.queries import MetricNames, MetricQueries, activity_query, metric_queries, substitute
+from llmops.autoscale.queries import (
+    DemandQueries,
+    MetricNames,
+    MetricQueries,
+    activity_query,
+    demand_queries,
+    metric_queries,
+    substitute,
+)
 
 CONDITION_TYPE = "Autoscaling"
 # Decisions taken without usable metrics: the condition turns False so users notice.
 _UNHEALTHY = {Reason.metrics_stale, Reason.metrics_unavailable, Reason.disabled}
-
-
-@dataclass(frozen=True)
-class ReplicaCounts:
-    current: int   # spec.replicas now
-    ready: int     # pods Ready
-    starting: int  # pods that exist but are not Ready (pending, pulling, loading the model)
 
 
 @dataclass(frozen=True)
@@ -59,12 +62,17 @@ async def evaluate_once(
     namespace: str,
     name: str,
     spec: AutoscalingSpec,
-    replicas: ReplicaCounts,
+    pods: PodFacts,
     previous_status: Optional[dict[str, Any]],
     now: float,
     wake_annotation: Optional[str] = None,
+    engine_slots: Optional[int] = None,
 ) -> Evaluation:
+    """`engine_slots`: the engine's max-num-seqs (as rendered, or vLLM's default for the GPU)."""
+    replicas = pods.counts
     state = AutoscalerState.from_status(previous_status)
+    cold_starts = merge_cold_starts((previous_status or {}).get("coldStarts"), pods.started)
+    demand: Optional[DemandSignals] = None
     detection = NameDetection.from_status((previous_status or {}).get("metricNames"))
     samples: tuple[MetricSample, ...] = ()
     activity: Optional[float] = None
@@ -94,6 +102,8 @@ async def evaluate_once(
             activity = _fresh_value(*rest.pop(0), spec.behavior.metrics_max_age_seconds)
         if rest:
             activation = rest.pop(0)[0].scalar()
+        if spec.mode is AutoscalingMode.demand:
+            demand = await _demand_signals(prometheus, namespace, name, spec, names, pods, cold_starts, engine_slots)
 
     decision, state = decide(
         PolicyInput(
@@ -105,10 +115,12 @@ async def evaluate_once(
             samples=samples,
             activity=activity,
             wake=WakeSignals(annotation=wake_annotation, activation_value=activation),
+            demand=demand,
+            capacity=pods.capacity,
         ),
         state,
     )
-    extra_status: dict[str, Any] = {}
+    extra_status: dict[str, Any] = {"coldStarts": cold_starts}
     if detection is not None:
         extra_status["metricNames"] = detection.to_status()
     return Evaluation(decision, state, state.to_status(extra_status), condition_for(decision))
@@ -128,6 +140,57 @@ def condition_for(decision: Decision) -> dict[str, Any]:
         "reason": decision.reason.condition_reason,
         "message": decision.message[:1024],
     }
+
+
+async def _demand_signals(
+    prometheus: PrometheusClient,
+    namespace: str,
+    name: str,
+    spec: AutoscalingSpec,
+    names: MetricNames,
+    pods: PodFacts,
+    cold_starts: list[list[Any]],
+    engine_slots: Optional[int],
+) -> DemandSignals:
+    plan: DemandQueries = demand_queries(
+        namespace, name,
+        fast_window_seconds=spec.demand.fast_window_seconds,
+        slow_window_seconds=spec.demand.slow_window_seconds,
+        arrivals_query=spec.demand.arrivals_query,
+        names=names,
+    )
+    keys = ("arrival_fast", "arrival_slow", "queue", "running", "service_seconds", "kv_usage")
+    outcomes = await asyncio.gather(*(_run(prometheus, getattr(plan, key)) for key in keys))
+    signals = {key: _signal(getattr(plan, key), *outcome) for key, outcome in zip(keys, outcomes)}
+    kv = signals.pop("kv_usage")
+    learned = learned_cold_start([seconds for _, seconds in cold_starts])
+    return DemandSignals(
+        **signals,
+        slots_per_replica=_slots_per_replica(engine_slots, signals["running"], kv, pods.counts.ready),
+        cold_start_seconds=Signal(learned, 0.0, f"p90 of {len(cold_starts)} pod starts") if learned else Signal(),
+        starting_ages=pods.starting_ages,
+    )
+
+
+def _slots_per_replica(engine_slots: Optional[int], running: Signal, kv: Signal, ready: int) -> Signal:
+    """max-num-seqs, lowered to what the KV cache holds: at the current mix, a replica with
+    r running requests at KV usage u holds about r / u of them. Only read when the cache is
+    well used, where the ratio is not noise."""
+    slots = Signal(float(engine_slots), 0.0, "max-num-seqs") if engine_slots else Signal()
+    if ready and running.value and kv.value and kv.value >= 0.3 and not math.isnan(kv.value):
+        by_kv = running.value / ready / kv.value
+        if slots.value is None or by_kv < slots.value:
+            slots = Signal(by_kv, max(running.age_seconds or 0.0, kv.age_seconds or 0.0), "kv-cache")
+    return slots
+
+
+def _signal(plan: MetricQueries, value: QueryOutcome, age: Optional[QueryOutcome]) -> Signal:
+    if not value.ok:
+        return Signal(source=plan.value, error=f"{value.kind.value}: {value.message}" if value.message else value.kind.value)
+    age_seconds = age.scalar() if age is not None and age.ok else None
+    if age_seconds is not None and math.isnan(age_seconds):
+        age_seconds = None
+    return Signal(value.scalar(), age_seconds, plan.value)
 
 
 async def _run(prometheus: PrometheusClient, plan: MetricQueries) -> tuple[QueryOutcome, Optional[QueryOutcome]]:

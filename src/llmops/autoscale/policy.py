@@ -28,7 +28,9 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Optional
 
-from llmops.api.autoscaling import AutoscalingSpec, MetricTarget, MetricType
+from llmops.api.autoscaling import AutoscalingMode, AutoscalingSpec, MetricTarget, MetricType
+from llmops.autoscale import demand as demand_sizing
+from llmops.autoscale.demand import DemandSignals, Term
 
 HISTORY_LIMIT = 10
 WAKE_ANNOTATION = "llmops.io/wake"
@@ -52,6 +54,7 @@ class Reason(str, Enum):
     metrics_unavailable = "metrics-unavailable"
     idle_scale_to_zero = "idle-scale-to-zero"
     waiting_for_starting_pods = "waiting-for-starting-pods"
+    capacity_capped = "capacity-capped"
     disabled = "disabled"
 
     @property
@@ -87,6 +90,14 @@ class WakeSignals:
 
 
 @dataclass(frozen=True)
+class Capacity:
+    """What the scheduler says about this deployment's pods."""
+
+    unschedulable: int = 0  # pods Pending with PodScheduled=False, reason Unschedulable
+    message: str = ""       # the scheduler's message for one of them
+
+
+@dataclass(frozen=True)
 class PolicyInput:
     spec: AutoscalingSpec
     now: float                      # epoch seconds
@@ -98,6 +109,8 @@ class PolicyInput:
     # None means unknown (no data): only needed when minReplicas is 0.
     activity: Optional[float] = None
     wake: WakeSignals = WakeSignals()
+    demand: Optional[DemandSignals] = None  # mode demand only
+    capacity: Capacity = Capacity()
 
 
 @dataclass(frozen=True)
@@ -136,6 +149,8 @@ class Decision:
     ready_replicas: int = 0
     starting_replicas: int = 0
     metrics: tuple[MetricDetail, ...] = ()
+    terms: tuple[Term, ...] = ()          # mode demand: every sizing term with its inputs
+    capacity: Optional[dict[str, Any]] = None  # set when the capacity cap applied
 
     @property
     def changed(self) -> bool:
@@ -143,7 +158,12 @@ class Decision:
 
     def to_dict(self) -> dict[str, Any]:
         """Full form for status.autoscaling.lastDecision."""
-        return {**self.to_summary(), "metrics": [m.to_dict() for m in self.metrics]}
+        full = {**self.to_summary(), "metrics": [m.to_dict() for m in self.metrics]}
+        if self.terms:
+            full["terms"] = [t.to_dict() for t in self.terms]
+        if self.capacity:
+            full["capacity"] = self.capacity
+        return full
 
     def to_summary(self) -> dict[str, Any]:
         """Compact form kept in the bounded history."""
@@ -209,6 +229,7 @@ class AutoscalerState:
 def decide(inputs: PolicyInput, state: AutoscalerState) -> tuple[Decision, AutoscalerState]:
     """The one entry point: returns the decision and the state to keep for the next call."""
     decision, state = _decide(inputs, state)
+    decision = _cap_to_capacity(decision, inputs)
     summary = decision.to_summary()
     # Every decision consumes the current llmops.io/wake value, so only a value set after
     # this point can wake the deployment from zero later.
@@ -226,19 +247,23 @@ def _decide(inp: PolicyInput, state: AutoscalerState) -> tuple[Decision, Autosca
     spec, behavior, now, current = inp.spec, inp.spec.behavior, inp.now, inp.current_replicas
     details = tuple(_evaluate_metric(s, inp) for s in inp.samples)
 
+    prefix: list[str] = []  # a note every message of this decision starts with
+
     def make(desired: int, reason: Reason, message: str) -> Decision:
         return Decision(
             at=now,
             current_replicas=current,
             desired_replicas=desired,
             reason=reason,
-            message=message,
+            message="".join(prefix) + message,
             ready_replicas=inp.ready_replicas,
             starting_replicas=inp.starting_replicas,
             metrics=details,
         )
 
     window = max(behavior.scale_up_stabilization_seconds, behavior.scale_down_stabilization_seconds)
+    if spec.mode is AutoscalingMode.demand:
+        window = max(window, demand_sizing.cold_start_estimate(spec, inp.demand)[0])
     state = replace(state, recommendations=tuple((t, n) for t, n in state.recommendations if t >= now - window))
 
     if not spec.enabled:
@@ -264,6 +289,16 @@ def _decide(inp: PolicyInput, state: AutoscalerState) -> tuple[Decision, Autosca
             make(0, Reason.idle_scale_to_zero, f"no requests or generated tokens for {idle_for:.0f}s; scaled to zero"),
             replace(state, recommendations=(), idle_since=None),
         )
+
+    if spec.mode is AutoscalingMode.demand:
+        demanded = _decide_demand(inp, state, floor)
+        if demanded is not None:
+            decision, state = demanded
+            return replace(decision, metrics=details), state
+        failed = inp.demand.arrival_fast.error if inp.demand else ""
+        which = "arrivalsQuery" if spec.demand.arrivals_query else "arrival-rate query"
+        why = f" ({which} failed: {failed})" if failed and failed != "empty" else ""
+        prefix.append(f"demand: no arrival rate measured{why}, ratio rules apply; ")
 
     usable = [d for d in details if d.recommendation is not None]
     if not usable:
@@ -344,6 +379,83 @@ def _decide(inp: PolicyInput, state: AutoscalerState) -> tuple[Decision, Autosca
     if any(d.note.endswith("within tolerance") for d in usable if d.recommendation == raw):
         return make(current, Reason.held_tolerance, f"{why}; within tolerance {behavior.tolerance:g}"), state
     return make(current, Reason.held_tolerance, f"{why}; the recommendation equals the current replicas"), state
+
+
+def _decide_demand(
+    inp: PolicyInput, state: AutoscalerState, floor: int
+) -> Optional[tuple[Decision, AutoscalerState]]:
+    """Mode demand; None when it cannot size (no arrival rate): the ratio rules then apply."""
+    spec, behavior, now, current = inp.spec, inp.spec.behavior, inp.now, inp.current_replicas
+    sizing = demand_sizing.size(
+        spec,
+        inp.demand or DemandSignals(),
+        now=now,
+        current=current,
+        ready=inp.ready_replicas,
+        history=state.recommendations,
+        max_age=behavior.metrics_max_age_seconds,
+    )
+    if sizing is None:
+        return None
+    state = replace(state, recommendations=state.recommendations + ((now, sizing.steady),))
+    bounded = min(max(sizing.desired, floor), spec.max_replicas)
+    desired = min(bounded, current + behavior.max_scale_up_step)
+    desired = max(desired, current - behavior.max_scale_down_step)
+    notes = [sizing.message]
+    if desired != bounded:
+        notes.append(f"limited to {behavior.max_scale_up_step if desired > current else -behavior.max_scale_down_step:+d} per decision")
+    if sizing.desired > spec.max_replicas:
+        notes.append(f"at maxReplicas {spec.max_replicas}")
+    elif sizing.desired < floor:
+        notes.append(f"at minReplicas {floor}")
+    if desired > current:
+        reason = Reason.scaled_up
+    elif desired < current:
+        reason = Reason.scaled_down
+    elif sizing.desired > current and current >= spec.max_replicas:
+        reason = Reason.at_max
+    elif sizing.desired < current and current <= floor:
+        reason = Reason.at_min
+    elif any(t.name in ("hold", "drain") for t in sizing.terms):
+        reason = Reason.held_stabilization
+    else:
+        reason = Reason.held_tolerance
+    decision = Decision(
+        at=now,
+        current_replicas=current,
+        desired_replicas=desired,
+        reason=reason,
+        message="; ".join(notes),
+        ready_replicas=inp.ready_replicas,
+        starting_replicas=inp.starting_replicas,
+        terms=sizing.terms,
+    )
+    return decision, state
+
+
+def _cap_to_capacity(decision: Decision, inp: PolicyInput) -> Decision:
+    """Pods the scheduler cannot place are not capacity, and asking for more of them only
+    queues more: cap at the pods that did get a node plus one probe replica, which finds
+    out when capacity appears (a new node, a cluster autoscaler)."""
+    unschedulable = inp.capacity.unschedulable
+    if unschedulable <= 0:
+        return decision
+    scheduled = max(0, inp.ready_replicas + inp.starting_replicas - unschedulable)
+    cap = scheduled + 1
+    if decision.desired_replicas <= cap:
+        return decision
+    why = inp.capacity.message or "pods are Unschedulable"
+    return replace(
+        decision,
+        desired_replicas=max(cap, 0),
+        reason=Reason.capacity_capped,
+        message=(
+            f"wanted {decision.desired_replicas}, capped at {cap} ({scheduled} scheduled + 1 probe): "
+            f"{unschedulable} unschedulable: {why}"
+        )[:1024],
+        capacity={"unschedulable": unschedulable, "scheduled": scheduled, "cap": cap,
+                  "wanted": decision.desired_replicas, "reason": why[:512]},
+    )
 
 
 def _evaluate_metric(sample: MetricSample, inp: PolicyInput) -> MetricDetail:

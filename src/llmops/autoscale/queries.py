@@ -25,6 +25,8 @@ KV_CACHE_CURRENT = "vllm:kv_cache_usage_perc"
 KV_CACHE_LEGACY = "vllm:gpu_cache_usage_perc"
 ITL_CURRENT = "vllm:inter_token_latency_seconds"
 ITL_LEGACY = "vllm:time_per_output_token_seconds"
+REQUEST_SUCCESS = "vllm:request_success_total"
+INFERENCE_TIME = "vllm:request_inference_time_seconds"
 
 DEFAULT_RATE_WINDOW = "1m"
 
@@ -64,6 +66,13 @@ def _age(series: str, sel: str) -> str:
     return f"time() - max(timestamp({series}{{{sel}}}))"
 
 
+def _kv_mean(names: MetricNames, sel: str) -> MetricQueries:
+    # Mean over replicas: average each pod first (data-parallel engines report one series each).
+    return MetricQueries(
+        f"avg(avg by ({NAMESPACE_LABEL}, pod) ({names.kv_cache}{{{sel}}}))", _age(names.kv_cache, sel)
+    )
+
+
 def metric_queries(
     metric: MetricTarget,
     namespace: str,
@@ -79,10 +88,7 @@ def metric_queries(
     if kind is MetricType.running_requests:
         return MetricQueries(f"sum({names.running}{{{sel}}})", _age(names.running, sel))
     if kind is MetricType.kv_cache_utilization:
-        # Mean over replicas: average each pod first (data-parallel engines report one series each).
-        return MetricQueries(
-            f"avg(avg by ({NAMESPACE_LABEL}, pod) ({names.kv_cache}{{{sel}}}))", _age(names.kv_cache, sel)
-        )
+        return _kv_mean(names, sel)
     if kind is MetricType.time_to_first_token:
         return MetricQueries(
             f"histogram_quantile({metric.percentile:g}, "
@@ -108,6 +114,66 @@ def activity_query(
         f"sum({names.running}{{{sel}}}) + sum({names.waiting}{{{sel}}})"
         f" + sum(rate({names.generation_tokens}{{{sel}}}[{rate_window}]))",
         _age(names.running, sel),
+    )
+
+
+@dataclass(frozen=True)
+class DemandQueries:
+    """mode demand: one query per signal (llmops.autoscale.demand.DemandSignals)."""
+
+    arrival_fast: MetricQueries
+    arrival_slow: MetricQueries
+    queue: MetricQueries
+    running: MetricQueries
+    service_seconds: MetricQueries
+    kv_usage: MetricQueries
+
+
+def _seconds_text(seconds: float) -> str:
+    return f"{int(round(seconds))}s"
+
+
+def arrival_query(namespace: str, name: str, window_seconds: float, *, names: MetricNames = MetricNames(),
+                  custom: Optional[str] = None) -> MetricQueries:
+    """Requests/s arriving over the window: those that finished (any reason, aborts
+    included) plus the growth of running + waiting. Counting finishes alone would read a
+    growing queue as no load at all."""
+    sel = selector(namespace, name)
+    window = _seconds_text(window_seconds)
+    if custom is not None:
+        return MetricQueries(substitute(custom, namespace, name).replace("{window}", window), None)
+    finished = f"sum(increase({REQUEST_SUCCESS}{{{sel}}}[{window}]))"
+    growth = (
+        f"(sum(delta({names.running}{{{sel}}}[{window}])) or vector(0))"
+        f" + (sum(delta({names.waiting}{{{sel}}}[{window}])) or vector(0))"
+    )
+    return MetricQueries(
+        f"clamp_min(({finished} + {growth}) / {window_seconds:g}, 0)", _age(REQUEST_SUCCESS, sel)
+    )
+
+
+def demand_queries(
+    namespace: str,
+    name: str,
+    *,
+    fast_window_seconds: float,
+    slow_window_seconds: float,
+    arrivals_query: Optional[str] = None,
+    names: MetricNames = MetricNames(),
+) -> DemandQueries:
+    sel = selector(namespace, name)
+    slow = _seconds_text(slow_window_seconds)
+    return DemandQueries(
+        arrival_fast=arrival_query(namespace, name, fast_window_seconds, names=names, custom=arrivals_query),
+        arrival_slow=arrival_query(namespace, name, slow_window_seconds, names=names, custom=arrivals_query),
+        queue=MetricQueries(f"sum({names.waiting}{{{sel}}})", _age(names.waiting, sel)),
+        running=MetricQueries(f"sum({names.running}{{{sel}}})", _age(names.running, sel)),
+        # Mean seconds from scheduled to finished: how long a request holds a slot.
+        service_seconds=MetricQueries(
+            f"sum(rate({INFERENCE_TIME}_sum{{{sel}}}[{slow}])) / sum(rate({INFERENCE_TIME}_count{{{sel}}}[{slow}]))",
+            _age(f"{INFERENCE_TIME}_count", sel),
+        ),
+        kv_usage=_kv_mean(names, sel),
     )
 
 

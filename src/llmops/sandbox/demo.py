@@ -44,7 +44,12 @@ def describe(cr: dict[str, Any]) -> str:
     line = (f"replicas desired={cr['spec']['replicas']} ready={status.get('readyReplicas', 0)} "
             f"phase={status.get('phase', '-')}")
     decision = (status.get("autoscaling") or {}).get("lastDecision")
-    if decision:
+    if decision and decision.get("terms"):
+        steady = decision["terms"][0]["inputs"]
+        asked = ", ".join(f"{t['name']}={t['replicas']}" for t in decision["terms"])
+        line += (f" | autoscaler: {decision['reason']} ({asked}; {steady['arrivalUsed'] or 0:.2f} req/s x "
+                 f"{steady['serviceSeconds']:.1f}s = {steady['load']:.1f} busy slots)")
+    elif decision:
         values = ", ".join(
             f"{m['name']}={m['value']:.2f}/{m['target']:g}" for m in decision.get("metrics", [])
             if m.get("value") is not None
