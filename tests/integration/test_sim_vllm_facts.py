@@ -137,3 +137,37 @@ def test_sigterm_with_a_request_in_flight(version):
     else:  # --shutdown-timeout 0: the engine aborts it and the client is told
         assert events[-1] == "[DONE]"
         assert json.loads(events[-2])["choices"][0]["finish_reason"] == "abort"
+
+
+@pytest.mark.parametrize("env,line", [
+    ({"LLMOPS_SIM_VLLM_VERSION": "0.9.2"}, "error: LLMOPS_SIM_VLLM_VERSION='0.9.2' is not an emulated vLLM release; "
+                                           "accepted: 0.8, 0.8.5, 0.11, 0.11.0, 0.33, 0.33.0"),
+    ({"LLMOPS_SIM_GPU": "NVIDIA-Z9"}, "error: LLMOPS_SIM_GPU='NVIDIA-Z9' is unknown; fix: use one of "),
+])
+def test_bad_environment_is_one_line_and_exit_2(env, line):
+    done = subprocess.run([sys.executable, "-c", CLI_ENTRY, "sim", "serve", *MODEL_ARGS],
+                          env={**env, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    (only,) = done.stderr.strip().splitlines()
+    assert only.startswith(line)
+
+
+def test_data_parallel_engines_each_report_their_own_series():
+    process = start_sim([*MODEL_ARGS, "--data-parallel-size", "2"], env={"LLMOPS_SIM_GPU_COUNT": "2"})
+    try:
+        process.wait_ready()
+        # Concurrent requests: each goes to the engine with the lowest waiting x 4 + running.
+        clients = [threading.Thread(target=call, args=(process.url + "/v1/completions",
+                                                      {"prompt": "hi", "max_tokens": 50, "ignore_eos": True}))
+                   for _ in range(6)]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join(30)
+        _, body = call(process.url + "/metrics")
+        families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+        engines = {s.labels["engine"]: s.value for s in families["vllm:request_success"].samples
+                   if s.name.endswith("_total") and s.labels["finished_reason"] == "length"}
+        assert engines == {"0": 3, "1": 3}
+    finally:
+        process.stop()
