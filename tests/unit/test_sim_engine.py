@@ -239,3 +239,17 @@ def test_n_children_record_the_parent_once():
     assert sample(metrics, "vllm:request_params_n_count") == 1
     assert sample(metrics, "vllm:request_params_n_sum") == 2
     assert sample(metrics, "vllm:request_max_num_generation_tokens_sum") == 3
+
+
+def test_requests_sharing_a_prefix_hold_its_blocks_once():
+    engine, _ = make_engine()
+    system = list(range(2000, 2160))  # 10 full blocks
+    first = prompt_request(system + [1] * 16, output=50, name="first")
+    engine.enqueue(first, 0.0)
+    _, now = run_step(engine, 0.0)  # first is prefilled and decoding: its prompt blocks are cached
+    second = prompt_request(system + [2] * 16, output=50, name="second")
+    engine.enqueue(second, now)
+    run_step(engine, now)
+    shared = set(first.block_ids) & set(second.block_ids)
+    assert len(shared) == 10  # the system prompt's blocks, once in the cache
+    assert engine.total_blocks - engine.free_blocks == len(set(first.block_ids) | set(second.block_ids))

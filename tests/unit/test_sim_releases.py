@@ -30,6 +30,7 @@ def test_explicit_limits_win_and_no_chunked_prefill_fits_a_whole_prompt(version)
     env = {"LLMOPS_SIM_VLLM_VERSION": version}
     c = build_config(["m-1B", "--max-num-seqs", "8", "--max-num-batched-tokens", "512"], env)
     assert (c.max_num_seqs, c.max_num_batched_tokens) == (8, 512)
+    assert build_config(["m-1B", "--max-num-batched-tokens", "4K"], env).max_num_batched_tokens == 4096
     whole = build_config(["m-1B", "--max-model-len", "4096", "--no-enable-chunked-prefill"], env)
     assert not whole.enable_chunked_prefill and whole.max_num_batched_tokens == 4096
 

@@ -160,7 +160,7 @@ _KNOWN_FLAGS: dict[str, tuple[str, type, str | None]] = {
     "-q": ("quantization", str, None),
     "--max-model-len": ("max_model_len", str, None),
     "--max-num-seqs": ("max_num_seqs", int, None),
-    "--max-num-batched-tokens": ("max_num_batched_tokens", int, None),
+    "--max-num-batched-tokens": ("max_num_batched_tokens", str, None),  # human-readable, like 8k
     "--gpu-memory-utilization": ("gpu_memory_utilization", float, None),
     "--dtype": ("dtype", str, None),
     "--kv-cache-dtype": ("kv_cache_dtype", str, None),
@@ -343,6 +343,16 @@ def _quantization(value: str | None, release: rel.Release) -> str | None:
                       f"{list(release.quantization_methods)}.", exit_code=1)
 
 
+def _human_int(flag: str, raw: str | None) -> int | None:
+    """vLLM parses --max-num-batched-tokens with human_readable_int (2k, 8K) in both releases."""
+    if raw is None:
+        return None
+    try:
+        return parse_max_model_len(raw, accepts_auto=False)
+    except ValueError:
+        raise _argparse_error(flag, f"invalid human_readable_int value: {raw!r}") from None
+
+
 def _positive_int(flag: str, raw: str | None) -> int | None:
     if raw is None:
         return None
@@ -488,7 +498,7 @@ def build_config(argv: Sequence[str], env: Mapping[str, str], profile_yaml: str 
         max_model_len = max(1, min(context, config.kv_capacity_tokens))
         notes.append(f"--max-model-len auto: {max_model_len}")
     # vllm/engine/arg_utils.py: without chunked prefill a step must hold a whole prompt.
-    batched = args.max_num_batched_tokens or (
+    batched = _human_int("--max-num-batched-tokens", args.max_num_batched_tokens) or (
         defaults.max_num_batched_tokens if chunked_prefill else max(max_model_len, defaults.max_num_batched_tokens))
     # 0.11 caps the default max_num_seqs at max_num_batched_tokens (_set_default_args).
     max_num_seqs = args.max_num_seqs or min(defaults.max_num_seqs, batched)
