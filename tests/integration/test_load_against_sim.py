@@ -105,3 +105,34 @@ def test_cli_user_errors_are_one_line():
                            "1", "--concurrency", "2"], capture_output=True, text=True, timeout=30)
     assert done.returncode == 2
     assert done.stderr.strip().startswith("error:") and len(done.stderr.strip().splitlines()) == 1
+
+
+def prefix_counters(url):
+    import urllib.request
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
+        families = {f.name: f for f in text_string_to_metric_families(response.read().decode())}
+    return tuple(next(s.value for s in families[name].samples if s.name.endswith("_total"))
+                 for name in ("vllm:prefix_cache_queries", "vllm:prefix_cache_hits"))
+
+
+def test_a_shared_system_prompt_is_served_from_the_prefix_cache(sim):
+    """1,000 shared tokens in front of 64 unique ones: after the first request only the unique
+    part is prefilled, so TTFT drops and the hit counters show it."""
+    common = dict(url=sim.url, api="chat", concurrency=1, duration=30, max_requests=6, max_tokens=4)
+    unique = run_load_sync(quiet(prompt_tokens=1064, **common))
+    before = prefix_counters(sim.url)
+    shared = run_load_sync(quiet(prompt_tokens=64, shared_prefix_tokens=1000, **common))
+    queries, hits = (after - prior for after, prior in zip(prefix_counters(sim.url), before))
+    assert unique.requests_ok == shared.requests_ok == 6
+    assert hits / queries > 0.75  # 5 of 6 requests hit ~1,000 of their ~1,075 tokens
+    assert shared.ttft.p50 < 0.6 * unique.ttft.p50
+
+
+def test_multi_turn_sessions_hit_their_own_history(sim):
+    before = prefix_counters(sim.url)
+    report = run_load_sync(quiet(url=sim.url, api="chat", concurrency=2, duration=30, max_requests=12,
+                                 prompt_tokens=64, max_tokens=16, sessions=2, turns=3))
+    queries, hits = (after - prior for after, prior in zip(prefix_counters(sim.url), before))
+    assert report.requests_ok == 12 and hits > 0.3 * queries

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from llmops.sim import metrics as sim_metrics
 from llmops.sim.process import start_sim
+from llmops.sim.releases import NEWEST, RELEASES
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 
@@ -164,7 +165,7 @@ def test_metrics_exposition_names_types_labels_buckets(sim):
             assert s.labels["model_name"] == "llama" and s.labels["engine"] == "0", s
     reasons = {s.labels["finished_reason"] for s in fams["vllm:request_success"].samples
                if s.name.endswith("_total")}
-    assert reasons == set(sim_metrics.FINISH_REASONS)
+    assert reasons == set(RELEASES[NEWEST].finish_reasons)
 
     def bounds(name):
         return [float(s.labels["le"]) for s in fams[name].samples if s.name.endswith("_bucket")][:-1]
@@ -257,8 +258,8 @@ def test_legacy_names_and_error_shape():
         process.stop()
 
 
-def test_sigterm_drains_in_flight_requests():
-    process = start_sim(["m-8B"], env={"LLMOPS_SIM_SPEED": "1"})
+def test_sigterm_drains_in_flight_requests_for_the_shutdown_timeout():
+    process = start_sim(["m-8B", "--shutdown-timeout", "30"], env={"LLMOPS_SIM_SPEED": "1"})
     process.wait_ready()
     result = {}
 
@@ -293,5 +294,8 @@ def test_client_disconnect_aborts_the_request_and_frees_its_slot():
         success = {s.labels["finished_reason"]: s.value for s in families(process)["vllm:request_success"].samples
                    if s.name.endswith("_total")}
         assert sum(success.values()) == 0  # vLLM does not count aborted requests as successes
+        wait_until(lambda: any("Aborted request(s) cmpl-" in line for line in process.log_lines), 5,
+                   "the abort's INFO line")
+        assert not [line for line in process.log_lines if line.startswith("ERROR") or "Traceback" in line]
     finally:
         process.stop()

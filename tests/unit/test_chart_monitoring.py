@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from llmops.autoscale.policy import Reason
 from llmops.sim.metrics import VllmMetrics
+from llmops.sim.releases import RELEASES
 from llmops.tools.chart import CHART_DIR, render
 
 PROMETHEUS_BUILTINS = {"up"}  # series Prometheus itself writes for every target
@@ -78,8 +79,8 @@ OPERATOR_EXPOSITION = textwrap.dedent("""
 def exported() -> set[str]:
     operator = subprocess.run([sys.executable, "-c", OPERATOR_EXPOSITION], capture_output=True, text=True, check=True)
     names = exported_names(operator.stdout)
-    for legacy in (False, True):
-        sim = VllmMetrics("m", 4096, legacy=legacy, cache_info={"block_size": "16"})
+    for release in RELEASES.values():
+        sim = VllmMetrics("m", 4096, release, cache_info={"block_size": "16"})
         names |= exported_names(sim.exposition().decode())
     return names | PROMETHEUS_BUILTINS
 

@@ -86,3 +86,43 @@ def test_prompts_are_unique_per_request_but_keep_their_length():
     assert chat["messages"][0]["content"].startswith("00000003 ") and chat["stream_options"]["include_usage"]
     completion = RequestSpec("completions", "m", prompt, 64, 8, stream=False).body(4)
     assert completion["prompt"].startswith("00000004 ") and "stream_options" not in completion
+
+
+def test_a_shared_system_prompt_leads_every_request():
+    from llmops.load.client import RequestSpec, make_prompt, make_system_prompt
+
+    system = make_system_prompt(1000)
+    assert len(system) == 4000
+    spec = RequestSpec("chat", "m", make_prompt(64), 1064, 8, shared_prefix=system)
+    first, second = spec.body(1)["messages"], spec.body(2)["messages"]
+    assert first[0] == second[0] == {"role": "system", "content": system}
+    assert first[1] != second[1]
+    completion = RequestSpec("completions", "m", make_prompt(64), 1064, 8, shared_prefix=system).body(1)
+    assert completion["prompt"].startswith(system)
+
+
+def test_sessions_resend_their_history_turn_by_turn():
+    from llmops.load.client import RequestSpec, make_prompt
+
+    spec = RequestSpec("chat", "m", make_prompt(16), 16, 4, sessions=2, turns=3)
+    turns_of_session_0 = [spec.messages(n) for n in (0, 2, 4)]
+    assert [len(m) for m in turns_of_session_0] == [1, 3, 5]  # user, then (user, assistant) per earlier turn
+    assert turns_of_session_0[2][:3] == turns_of_session_0[1]  # the next turn extends the previous prompt
+    assert spec.messages(1)[0] != spec.messages(0)[0]  # another session
+    assert len(spec.messages(6)) == 1 and spec.messages(6) != spec.messages(0)  # a fresh conversation
+
+
+def test_turns_need_sessions():
+    from llmops.load.generator import LoadConfig, plan_scenario
+    from llmops.load.scenario import ScenarioError
+
+    with pytest.raises(ScenarioError, match="--turns must be >= 1 and needs --sessions N"):
+        plan_scenario(LoadConfig(url="http://x", rate=1, turns=3))
+
+
+def test_runs_with_different_seeds_send_different_prompts():
+    from llmops.load.client import RequestSpec, make_prompt
+
+    first, second = (RequestSpec("chat", "m", make_prompt(64), 64, 8, seed=s).body(1) for s in (0, 1))
+    assert first["messages"] != second["messages"]
+    assert first["messages"][0]["content"].startswith("00000001 ")  # seed 0 keeps the plain numbering

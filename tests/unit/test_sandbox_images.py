@@ -1,7 +1,7 @@
 import pytest
 
 from llmops.sandbox.images import (
-    ImageFileError, UnknownImage, container_argv, default_images_text, normalize_image, parse_images,
+    ImageFileError, UnknownImage, container_argv, default_images_text, image_env, normalize_image, parse_images,
 )
 
 RULES = parse_images(default_images_text())
@@ -118,3 +118,18 @@ def test_stager_downloads_from_the_simulated_hub_and_waiting_runs_for_real(image
     assert fetch == [PY, "-m", "llmops.cli", "sim", "stage", "--source", "hf://a/b", "--hold"]
     wait = container_argv(image, ["llmops", "stage", "wait"], ["--dir", "/d"], RULES, PY)
     assert wait == [PY, "-m", "llmops.cli", "stage", "wait", "--dir", "/d"]
+
+
+@pytest.mark.parametrize("image,command,expected", [
+    ("vllm/vllm-openai:v0.11.0", ["vllm", "serve"], {"LLMOPS_SIM_VLLM_VERSION": "0.11.0"}),
+    ("docker.io/vllm/vllm-openai:v0.33.0", ["/bin/sh", "-c"], {"LLMOPS_SIM_VLLM_VERSION": "0.33.0"}),
+    ("vllm/vllm-openai:latest", [], {}),  # no version in the tag: the simulator's default release
+    ("vllm/vllm-openai:v0.11.0", ["ray", "start"], {}),  # a Ray worker runs no vLLM server
+])
+def test_the_image_tag_selects_the_emulated_vllm_release(image, command, expected):
+    assert image_env(image, RULES, command) == expected
+
+
+def test_env_from_tag_needs_a_capturing_regex():
+    with pytest.raises(ImageFileError, match=r"envFromTag: each regex needs a group"):
+        parse_images('images: [{image: "x:*", command: [x], envFromTag: {V: "^v"}}]')

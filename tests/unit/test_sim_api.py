@@ -6,12 +6,14 @@ import pytest
 
 from llmops.sim import api
 from llmops.sim import tokens as tok
+from llmops.sim.releases import RELEASES
 
 NAMES = ("llama",)
+V011, V033 = RELEASES["0.11.0"], RELEASES["0.33.0"]
 
 
-def parse(body, kind="chat", max_len=1000):
-    return api.parse_request(body, kind, NAMES, max_len)
+def parse(body, kind="chat", max_len=1000, release=V011):
+    return api.parse_request(body, kind, NAMES, max_len, release)
 
 
 def test_chat_request_counts_template_overhead():
@@ -42,22 +44,22 @@ def test_max_completion_tokens_wins_for_chat_and_model_defaults():
     ({"prompt": "x", "temperature": -1}, "completion", 400, "temperature"),
     ({"prompt": "x", "stream": "yes"}, "completion", 400, "stream"),
     ({"prompt": "x", "stream_options": {"include_usage": True}}, "completion", 400, "stream_options"),
-    ({"prompt": "x", "n": 2}, "completion", 400, "n"),
+    ({"prompt": "x", "n": 0}, "completion", 400, "n"),
+    ({"prompt": "x", "n": 2, "temperature": 0}, "completion", 400, None),
     ({"model": "other", "prompt": "x"}, "completion", 404, "model"),
 ])
 def test_malformed_requests_are_rejected_like_vllm(body, kind, status, param):
     with pytest.raises(api.ApiError) as info:
-        parse(body, kind)
+        parse(body, kind, release=V033)
     assert info.value.status == status and info.value.param == param
     assert info.value.err_type == ("NotFoundError" if status == 404 else "BadRequestError")
 
 
-def test_context_length_checks_use_vllm_wording():
-    with pytest.raises(api.ApiError, match=r"maximum context length is 1000 tokens.*\(996 in the messages, 10"):
-        parse({"prompt": "x" * 3984, "max_tokens": 10}, "completion")
-    with pytest.raises(api.ApiError, match="1000 tokens in the messages"):
-        parse({"prompt": "x" * 4000}, "completion")
-    assert parse({"prompt": "x" * 3960, "max_tokens": 10}, "completion").prompt_tokens == 990
+def test_completions_default_to_16_tokens_and_n_fans_out():
+    assert parse({"prompt": "x"}, "completion").max_tokens == api.COMPLETIONS_DEFAULT_MAX_TOKENS == 16
+    assert parse({"prompt": "x", "max_tokens": None}, "completion").max_tokens is None
+    assert parse({"messages": [{"role": "user", "content": "x"}]}).max_tokens is None
+    assert parse({"prompt": "x", "n": 3}, "completion").n == 3
 
 
 def test_error_body_shapes():
@@ -68,14 +70,14 @@ def test_error_body_shapes():
 
 
 def test_output_plan():
-    base = parse({"prompt": "x", "max_tokens": 10_000 - 1}, "completion", max_len=10_000)
+    base = parse({"prompt": "x", "max_tokens": 10_000 - 2}, "completion", max_len=10_000)
     tokens, reason = api.output_plan(base, 10_000, seed=1)
     assert reason == "stop" and tokens < 10_000 - 1  # the natural length ends it
     eos = parse({"prompt": "x", "max_tokens": 900, "ignore_eos": True}, "completion", max_len=10_000)
     assert api.output_plan(eos, 10_000, seed=1) == (900, "length")
     short = parse({"prompt": "x", "max_tokens": 1}, "completion")
     assert api.output_plan(short, 1000, seed=1) == (1, "length")
-    unbounded = parse({"prompt": "x"}, "completion")
+    unbounded = parse({"prompt": "x", "max_tokens": None}, "completion")
     assert api.output_plan(unbounded, 1000, 5) == api.output_plan(unbounded, 1000, 5)  # deterministic
 
 
@@ -101,8 +103,9 @@ def test_models_and_full_response_shapes():
     assert [m["id"] for m in models["data"]] == ["a", "b"]
     assert models["data"][0]["owned_by"] == "vllm" and models["data"][0]["max_model_len"] == 4096
     assert models["data"][0]["root"] == "org/a"
-    full = api.full_response("chat", "id", 1, "a", "t", "stop", 3, 2)
+    full = api.full_response("chat", "id", 1, "a", [("t", "stop"), ("u", "length")], 3, 2)
     assert full["choices"][0]["message"]["content"] == "t"
+    assert [(c["index"], c["finish_reason"]) for c in full["choices"]] == [(0, "stop"), (1, "length")]
     assert full["usage"] == {"prompt_tokens": 3, "total_tokens": 5, "completion_tokens": 2,
                              "prompt_tokens_details": None}
 

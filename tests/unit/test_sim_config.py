@@ -27,8 +27,11 @@ def test_positional_model_and_defaults():
     c = build_config(["Qwen/Qwen2.5-0.5B-Instruct", "--trust-remote-code"], {})
     assert c.model == "Qwen/Qwen2.5-0.5B-Instruct"
     assert c.served_model_names == ("Qwen/Qwen2.5-0.5B-Instruct",)
-    assert (c.port, c.max_num_seqs, c.max_model_len, c.gpu_memory_utilization) == (8000, 256, 8192, 0.9)
+    # The catalogue's context length (config.json max_position_embeddings), A100 defaults.
+    assert (c.port, c.max_num_seqs, c.max_num_batched_tokens, c.max_model_len) == (8000, 256, 2048, 32768)
+    assert c.gpu_memory_utilization == 0.9 and c.enable_prefix_caching and c.enable_chunked_prefill
     assert c.startup_seconds == 2.0 and c.speed == 1.0 and not c.legacy_metrics and not c.control_enabled
+    assert c.release.version == "0.33.0"
 
 
 def test_unknown_flag_values_are_not_taken_for_the_model():
@@ -44,7 +47,9 @@ def test_env_knobs():
                                 "LLMOPS_SIM_STARTUP_SECONDS": "0.5"})
     assert (c.params_b, c.speed, c.seed, c.startup_seconds) == (1.5, 3.0, 7, 0.5)
     assert c.legacy_metrics and c.control_enabled
-    assert c.notes == ()  # size came from the environment, nothing guessed
+    assert c.release.version == "0.8.5"
+    assert c.notes == (f"context length of 'gpt2' unknown (not in the model catalogue); max_model_len "
+                       "8192 (pass --max-model-len)",)  # the size came from the environment
 
 
 def test_size_missing_from_name_defaults_to_7b_with_a_note():
@@ -75,9 +80,13 @@ def test_fit_errors_like_vllm():
     too_big = build_config(["meta-llama/Llama-3.1-70B-Instruct"], {"LLMOPS_SIM_GPU": "NVIDIA-L4"})
     assert "No available memory for the cache blocks" in too_big.fit_error()
     too_long = build_config(["m-8B", "--max-model-len", "1000000"], {"LLMOPS_SIM_GPU": "NVIDIA-L4"})
-    assert "larger than the maximum number of tokens" in too_long.fit_error()
+    assert "is larger than the available KV cache memory" in too_long.fit_error()
+    # Llama-3.1-8B's own 131072-token context does not fit an L4, as with vLLM.
+    assert "max seq len (131072)" in build_config(["meta-llama/Llama-3.1-8B-Instruct"],
+                                                  {"LLMOPS_SIM_GPU": "NVIDIA-L4"}).fit_error()
     assert build_config(["m-8B"], {"LLMOPS_SIM_GPU": "NVIDIA-L4"}).fit_error() is None
-    sharded = build_config(["meta-llama/Llama-3.1-70B-Instruct", "-tp", "8"], {"LLMOPS_SIM_GPU": "NVIDIA-L4"})
+    sharded = build_config(["meta-llama/Llama-3.1-70B-Instruct", "-tp", "8", "--max-model-len", "8192"],
+                           {"LLMOPS_SIM_GPU": "NVIDIA-L4"})
     assert sharded.fit_error() is None
 
 
@@ -85,6 +94,10 @@ def test_max_model_len_suffixes():
     assert parse_max_model_len("4096") == 4096
     assert parse_max_model_len("32k") == 32000
     assert parse_max_model_len("32K") == 32768
+    assert parse_max_model_len("25.6k") == 25600
+    assert parse_max_model_len("auto") == -1
+    with pytest.raises(ValueError):
+        parse_max_model_len("auto", accepts_auto=False)
 
 
 # --- multi-node groups ------------------------------------------------------------------------
@@ -145,3 +158,14 @@ def test_a_local_model_directory_must_hold_a_model(tmp_path):
     missing.mkdir()
     (missing / "config.json").write_text("{}")
     assert build_config(["--model", str(missing)], {}).params_b == 8.0  # size still read from the name
+
+
+def test_a_local_model_directory_gives_its_own_context_length(tmp_path):
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "config.json").write_text('{"max_position_embeddings": 16384}')
+    assert build_config(["--model", str(own)], {}).max_model_len == 16384
+    staged = tmp_path / "staged"  # the simulated hub's config.json names the repo only
+    staged.mkdir()
+    (staged / "config.json").write_text('{"_name_or_path": "meta-llama/Llama-3.1-8B-Instruct"}')
+    assert build_config(["--model", str(staged)], {}).max_model_len == 131072

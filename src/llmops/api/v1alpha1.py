@@ -24,7 +24,7 @@ PLURAL = "llmdeployments"
 SINGULAR = "llmdeployment"
 SHORT_NAMES = ["llmd"]
 
-DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"
+DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"  # the one pin; spec.engine.image chooses another
 VLLM_PORT = 8000
 # The largest GPU count a single sane node offers (8 is the common maximum, 16 exists).
 MAX_GPUS_PER_NODE = 16

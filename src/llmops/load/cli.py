@@ -39,6 +39,12 @@ def register(subparsers) -> None:
     req.add_argument("--no-ignore-eos", action="store_true",
                      help="let the model stop early (default sends ignore_eos for fixed output lengths)")
     req.add_argument("--timeout", default="60s", help="per-request timeout (default 60s)")
+    req.add_argument("--shared-prefix-tokens", type=int, default=0, metavar="N",
+                     help="prepend the same N-token system prompt to every request (prefix caching)")
+    req.add_argument("--sessions", type=int, default=0, metavar="N",
+                     help="multi-turn: cycle requests over N conversations (with --turns)")
+    req.add_argument("--turns", type=int, default=1, metavar="K",
+                     help="turns per conversation; each turn resends the history (default 1)")
     out = p.add_argument_group("output")
     out.add_argument("--json", metavar="FILE", help="write the report as JSON ('-' for stdout)")
     out.add_argument("--json-results", action="store_true", help="include every request in the JSON")
@@ -88,6 +94,7 @@ def _run_checked(args) -> int:
             duration=sc.parse_duration(args.duration, "--duration"), rate=args.rate,
             concurrency=args.concurrency, arrival=args.arrival, scenario=scenario,
             max_requests=args.max_requests, timeout=sc.parse_duration(args.timeout, "--timeout"), seed=args.seed,
+            shared_prefix_tokens=args.shared_prefix_tokens, sessions=args.sessions, turns=args.turns,
             progress_interval=0.0 if str(progress).strip() in ("0", "0s") else sc.parse_duration(progress,
                                                                                                  "--progress-interval"),
         )

@@ -21,26 +21,52 @@ class RequestSpec:
     max_tokens: int
     stream: bool = True
     ignore_eos: bool = True
+    shared_prefix: str = ""  # the same system prompt in front of every request (prefix caching)
+    sessions: int = 0  # multi-turn: requests cycle over this many conversations ...
+    turns: int = 1  # ... of this many turns, each resending the conversation so far
+    seed: int = 0  # runs with different seeds send different prompts (no prefix-cache hits between runs)
 
     def path(self) -> str:
         return "/v1/chat/completions" if self.api == "chat" else "/v1/completions"
 
+    def messages(self, sequence: int) -> list[dict]:
+        """The conversation for request `sequence`: [system] + earlier turns + this turn.
+        Sessions are interleaved (request n is turn (n // sessions) % turns of session
+        n % sessions), and replies are stand-ins of max_tokens length, so the history is
+        the same whatever the server answered and concurrent turns need no shared state."""
+        out: list[dict] = [{"role": "system", "content": self.shared_prefix}] if self.shared_prefix else []
+        sequence += self.seed * 1_000_000
+        if self.sessions <= 0:
+            return out + [{"role": "user", "content": unique_prompt(self.prompt, sequence)}]
+        session = sequence % self.sessions
+        turn = (sequence // self.sessions) % self.turns
+        conversation = sequence // (self.sessions * self.turns) * self.sessions + session  # unique per conversation
+        for earlier in range(turn + 1):
+            out.append({"role": "user", "content": unique_prompt(self.prompt, conversation * 1000 + earlier)})
+            if earlier < turn:
+                out.append({"role": "assistant", "content": make_prompt(self.max_tokens)})
+        return out
+
     def body(self, sequence: int = 0) -> dict:
         body: dict = {"model": self.model, "max_tokens": self.max_tokens, "stream": self.stream,
                       "ignore_eos": self.ignore_eos, "temperature": 0}
-        prompt = unique_prompt(self.prompt, sequence)
+        messages = self.messages(sequence)
         if self.api == "chat":
-            body["messages"] = [{"role": "user", "content": prompt}]
+            body["messages"] = messages
         else:
-            body["prompt"] = prompt
+            body["prompt"] = "\n\n".join(m["content"] for m in messages)
         if self.stream:
             body["stream_options"] = {"include_usage": True}
         return body
 
 
-def make_prompt(tokens: int) -> str:
+def make_prompt(tokens: int, text: str = "The quick brown fox jumps over the lazy dog. ") -> str:
     """~4 characters per token, the rule of thumb the simulator and most tokenizers share."""
-    return ("The quick brown fox jumps over the lazy dog. " * (tokens // 11 + 1))[: tokens * 4]
+    return (text * (tokens * 4 // len(text) + 1))[: tokens * 4]
+
+
+def make_system_prompt(tokens: int) -> str:
+    return make_prompt(tokens, "You are a careful assistant for the llmops fleet; answer briefly. ") if tokens else ""
 
 
 def unique_prompt(prompt: str, sequence: int) -> str:

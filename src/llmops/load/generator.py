@@ -17,7 +17,7 @@ from typing import Callable
 import aiohttp
 
 from llmops.load import scenario as sc
-from llmops.load.client import RequestSpec, make_prompt, send
+from llmops.load.client import RequestSpec, make_prompt, make_system_prompt, send
 from llmops.load.report import Report, RequestResult, build_report
 from llmops.load.targets import ServiceTargets, TargetError, Targets, parse_service_ref
 
@@ -46,6 +46,9 @@ class LoadConfig:
     progress: Callable[[str], None] | None = None  # default: print to stderr
     max_in_flight: int = 5000  # open loop: arrivals beyond this count as 'overload' errors
     endpoint_refresh: float = 5.0
+    shared_prefix_tokens: int = 0  # a system prompt every request shares (measures prefix caching)
+    sessions: int = 0  # multi-turn conversations the requests cycle over (0: independent requests)
+    turns: int = 1  # turns per conversation; each turn resends the conversation so far
 
 
 def plan_scenario(config: LoadConfig) -> sc.Scenario:
@@ -54,6 +57,10 @@ def plan_scenario(config: LoadConfig) -> sc.Scenario:
         if config.rate is not None or config.concurrency is not None:
             raise sc.ScenarioError("give either a scenario or --rate/--concurrency, not both")
         return config.scenario
+    if config.shared_prefix_tokens < 0 or config.sessions < 0:
+        raise sc.ScenarioError("--shared-prefix-tokens and --sessions must be >= 0")
+    if config.turns < 1 or (config.turns > 1 and config.sessions < 1):
+        raise sc.ScenarioError("--turns must be >= 1 and needs --sessions N (conversations to cycle over)")
     if (config.rate is None) == (config.concurrency is None):
         raise sc.ScenarioError("choose one mode: --rate R (open loop), --concurrency N (closed loop) "
                                "or --scenario FILE")
@@ -200,8 +207,10 @@ async def run_load(config: LoadConfig) -> Report:
             raise TargetError(f"service {config.service} has no ready endpoints; fix: wait for pods or pass --model")
         else:
             model = await _discover_model(session, first, min(config.timeout, 10.0))
-        spec = RequestSpec(api, model, make_prompt(prompt_tokens), prompt_tokens, max_tokens, config.stream,
-                           config.ignore_eos)
+        spec = RequestSpec(api, model, make_prompt(prompt_tokens), prompt_tokens + config.shared_prefix_tokens,
+                           max_tokens, config.stream, config.ignore_eos,
+                           shared_prefix=make_system_prompt(config.shared_prefix_tokens),
+                           sessions=config.sessions, turns=config.turns, seed=config.seed)
         run = _Run(config, targets, session, spec, scenario.arrival)
         helpers = [asyncio.create_task(targets.refresh_forever())]
         if config.progress_interval > 0:

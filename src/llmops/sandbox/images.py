@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass
 from importlib import resources
 from typing import Sequence
@@ -28,6 +29,9 @@ class ImageRule:
     when_command: tuple[str, ...] | None = None
     # Drop the container's command (a launcher that cannot run here), keep only its args.
     args_only: bool = False
+    # Environment variables taken from the image tag: (name, regex whose group 1 is the value),
+    # e.g. LLMOPS_SIM_VLLM_VERSION from vllm/vllm-openai:v0.11.0 -> 0.11.0.
+    env_from_tag: tuple[tuple[str, re.Pattern], ...] = ()
 
     def matches(self, normalized_image: str, command: Sequence[str]) -> bool:
         if not fnmatch.fnmatchcase(normalized_image, self.pattern):
@@ -63,6 +67,16 @@ def parse_images(text: str) -> list[ImageRule]:
             raise ImageFileError(f"images[{i}].argsOnly: must be true or false")
         if args_only and use_cmd:
             raise ImageFileError(f"images[{i}].argsOnly: cannot be combined with useContainerCommand")
+        from_tag = e.get("envFromTag") or {}
+        if not isinstance(from_tag, dict) or not all(isinstance(v, str) for v in from_tag.values()):
+            raise ImageFileError(f"images[{i}].envFromTag: must map variable names to regexes, e.g. "
+                                 "{LLMOPS_SIM_VLLM_VERSION: '^v?(\\d+\\.\\d+\\.\\d+)'}")
+        try:
+            env_from_tag = tuple((str(name), re.compile(pattern)) for name, pattern in from_tag.items())
+        except re.error as exc:
+            raise ImageFileError(f"images[{i}].envFromTag: not a valid regex: {exc}") from None
+        if any(p.groups < 1 for _, p in env_from_tag):
+            raise ImageFileError(f"images[{i}].envFromTag: each regex needs a group (the value), e.g. '^v?(.+)$'")
         rules.append(ImageRule(
             pattern=e["image"],
             command=tuple(str(c) for c in command),
@@ -70,6 +84,7 @@ def parse_images(text: str) -> list[ImageRule]:
             use_container_command=use_cmd,
             when_command=None if when is None else tuple(str(c) for c in when),
             args_only=args_only,
+            env_from_tag=env_from_tag,
         ))
     return rules
 
@@ -102,6 +117,23 @@ def find_rule(image: str, rules: Sequence[ImageRule], command: Sequence[str] = (
         f'image "{image}" is not known to the llmops sandbox (no rule in the images file matches '
         f'"{normalized}"); add a rule to images.yaml or pass --images FILE to `llmops sandbox up`'
     )
+
+
+def image_tag(image: str) -> str:
+    return normalize_image(image).rsplit(":", 1)[-1]
+
+
+def image_env(image: str, rules: Sequence[ImageRule], command: Sequence[str] = ()) -> dict[str, str]:
+    """Variables the matching rule derives from the image tag (a tag the regex does not
+    match sets nothing, so the stand-in uses its own default)."""
+    rule = find_rule(image, rules, list(command))
+    tag = image_tag(image)
+    env = {}
+    for name, pattern in rule.env_from_tag:
+        match = pattern.search(tag)
+        if match:
+            env[name] = match.group(1)
+    return env
 
 
 def strip_prefix(argv: Sequence[str], prefixes: Sequence[Sequence[str]]) -> list[str]:

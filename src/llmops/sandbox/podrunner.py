@@ -19,7 +19,7 @@ from kubernetes.client.rest import ApiException
 
 from . import network, processes
 from .controlplane import SERVICE_ACCOUNT_ISSUER
-from .images import UnknownImage, container_argv
+from .images import UnknownImage, container_argv, image_env
 from .kubeapi import now_iso
 from .mounts import SERVICE_ACCOUNT_SUBDIR, host_path_source, launch_script, plan_mounts
 from .podenv import EnvConfigError, container_env, expand_all, gpu_limit
@@ -276,8 +276,12 @@ class PodWorker(threading.Thread):
     def _start(self, c: ContainerRun, now: float) -> None:
         spec = c.spec
         try:
+            # The image tag may pick the stand-in's behaviour (e.g. which vLLM release the
+            # simulator emulates); the container's own env still wins.
+            base = {**self._base_env(spec), **image_env(spec.get("image", ""), self.agent.image_rules,
+                                                        expand_all(spec.get("command"), {}) or [])}
             env = container_env(spec, self.pod, self.pod_ip, self.agent.info.gateway_ip,
-                                self._lookup, self.agent.kube.read_data, base=self._base_env(spec))
+                                self._lookup, self.agent.kube.read_data, base=base)
             argv = container_argv(spec.get("image", ""), expand_all(spec.get("command"), env),
                                   expand_all(spec.get("args"), env), self.agent.image_rules,
                                   self.agent.python)

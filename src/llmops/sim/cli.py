@@ -12,7 +12,8 @@ USAGE = """usage: llmops sim serve [MODEL] [--model M] [--served-model-name NAME
                         [--tensor-parallel-size N] [--pipeline-parallel-size N] [--quantization Q]
                         [--max-model-len N] [--max-num-seqs N] [--max-num-batched-tokens N]
                         [--gpu-memory-utilization F] [--dtype D] [--kv-cache-dtype D]
-                        [--distributed-executor-backend ray|mp|uni|external_launcher] [other vllm flags]
+                        [--distributed-executor-backend ray|mp|uni|external_launcher] [--data-parallel-size N]
+                        [--[no-]enable-prefix-caching] [--[no-]enable-chunked-prefill] [other vllm flags]
 
 Behaves like `vllm serve` from the outside. Other vLLM flags are accepted and ignored (logged).
 Simulator knobs come from the environment so the same pod spec runs real vLLM:
@@ -68,6 +69,9 @@ def _serve(args) -> int:
     try:
         config = sim_config.build_config(args.vllm_args, os.environ, profile_text)
     except sim_config.ConfigError as exc:
+        if exc.argparse_line or exc.exit_code != 2:
+            print(str(exc), file=sys.stderr)  # vLLM's own line, with vLLM's exit code
+            return exc.exit_code
         return _user_error(str(exc))
     sys.stdout.reconfigure(line_buffering=True)
     return server.run(config)

@@ -7,13 +7,18 @@ accepted as vLLM spells them and simulator-only knobs come from the environment.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import itertools
+import json
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import yaml
 
 from llmops.sim import profiles as prof
+from llmops.sim import releases as rel
 from llmops.sim import timing
 
 ENV_DOC = {
@@ -24,22 +29,38 @@ ENV_DOC = {
     "LLMOPS_SIM_STARTUP_SECONDS": "model-loading delay before /health is ready (default 2)",
     "LLMOPS_SIM_SPEED": "speed factor; 2 halves every step duration (default 1)",
     "LLMOPS_SIM_SEED": "seed for output lengths and text (default 0)",
-    "LLMOPS_SIM_LEGACY_KV_METRIC": "1 = expose an old (0.8-era) vLLM's metric names instead of current ones",
+    "LLMOPS_SIM_VLLM_VERSION": f"vLLM release to emulate: {', '.join(sorted(rel.RELEASES))} (default {rel.NEWEST}; "
+                               "the sandbox sets it from the image tag)",
+    "LLMOPS_SIM_LEGACY_KV_METRIC": f"1 = emulate vLLM {rel.LEGACY} (0.8-era metric names) instead",
     "LLMOPS_SIM_CONTROL": "1 = enable the test-only POST /sim/control endpoint",
     "LLMOPS_SIM_PARAMS_B": "model size in billions of parameters (overrides the size in the model name)",
     "LLMOPS_SIM_PROFILE": "YAML file overriding GPU/model-shape/efficiency tables",
-    "LLMOPS_SIM_DRAIN_SECONDS": "on SIGTERM, how long in-flight requests may finish (default 30)",
+    "LLMOPS_SIM_DRAIN_SECONDS": "on SIGTERM, how long in-flight requests may finish (default: the release's "
+                                "behaviour: 0.11 cuts them off, 0.33 waits --shutdown-timeout, default 0)",
 }
 
-DEFAULT_MAX_MODEL_LEN = 8192
-DEFAULT_MAX_NUM_SEQS = 256
-DEFAULT_MAX_BATCHED_TOKENS = 8192
+# For a model neither the planner's catalogue nor a local config.json describes.
+FALLBACK_MAX_MODEL_LEN = 8192
 # vLLM's DistributedExecutorBackend values.
 EXECUTOR_BACKENDS = ("ray", "mp", "uni", "external_launcher")
 
 
 class ConfigError(ValueError):
-    """The command line or environment is unusable; the message says how to fix it."""
+    """The command line or environment is unusable; the message says how to fix it.
+
+    `argparse_line`: the message is vLLM's own argument-parser line, printed as is.
+    `exit_code`: 2 for a refused command line (argparse), 1 for an engine that fails to
+    build its config (vLLM raises from ModelConfig)."""
+
+    def __init__(self, message: str, *, argparse_line: bool = False, exit_code: int = 2):
+        super().__init__(message)
+        self.argparse_line = argparse_line
+        self.exit_code = exit_code
+
+
+def _argparse_error(flag: str, problem: str) -> ConfigError:
+    """The line vLLM's FlexibleArgumentParser prints before exiting 2."""
+    return ConfigError(f"vllm serve: error: argument {flag}: {problem}", argparse_line=True)
 
 
 @dataclass(frozen=True)
@@ -65,14 +86,20 @@ class SimConfig:
     startup_seconds: float
     speed: float
     seed: int
-    legacy_metrics: bool
+    release: rel.Release
     control_enabled: bool
     drain_seconds: float
     profiles: prof.Profiles
     ignored_flags: tuple[str, ...] = ()
     distributed_executor_backend: str | None = None  # None: vLLM picks (ray across nodes)
     group_size: int = 1  # nodes whose GPUs the engine spans (LLMOPS_GROUP_SIZE)
+    data_parallel_size: int = 1  # engines, each on TP x PP GPUs (--data-parallel-size)
+    enable_chunked_prefill: bool = True
     notes: tuple[str, ...] = field(default=())  # decisions worth a log line at startup
+
+    @property
+    def legacy_metrics(self) -> bool:
+        return self.release.legacy_metric_names
 
     @property
     def served_model_name(self) -> str:
@@ -109,13 +136,13 @@ class SimConfig:
         """The error real vLLM would die with at startup, or None."""
         capacity = self.kv_capacity_tokens
         if capacity <= 0:
-            return ("No available memory for the cache blocks. Try increasing "
-                    "`gpu_memory_utilization` when initializing the engine. "
-                    f"(weights {self.weight_bytes / prof.GIB:.1f} GiB on {self.num_gpus} x {self.gpu_name})")
+            return (f"{self.release.no_kv_memory_message} (weights {self.weight_bytes / prof.GIB:.1f} GiB on "
+                    f"{self.num_gpus} x {self.gpu_name})")
         if self.max_model_len > capacity:
-            return (f"The model's max seq len ({self.max_model_len}) is larger than the maximum number "
-                    f"of tokens that can be stored in KV cache ({capacity}). Try increasing "
-                    "`gpu_memory_utilization` or decreasing `max_model_len` when initializing the engine.")
+            per_gpu = self.kv_bytes_per_token / self.num_gpus / prof.GIB
+            return self.release.kv_too_small_template.format(
+                max_len=self.max_model_len, needed=self.max_model_len * per_gpu, available=capacity * per_gpu,
+                estimated=capacity)
         return None
 
 
@@ -133,13 +160,17 @@ _KNOWN_FLAGS: dict[str, tuple[str, type, str | None]] = {
     "-q": ("quantization", str, None),
     "--max-model-len": ("max_model_len", str, None),
     "--max-num-seqs": ("max_num_seqs", int, None),
-    "--max-num-batched-tokens": ("max_num_batched_tokens", int, None),
+    "--max-num-batched-tokens": ("max_num_batched_tokens", str, None),  # human-readable, like 8k
     "--gpu-memory-utilization": ("gpu_memory_utilization", float, None),
     "--dtype": ("dtype", str, None),
     "--kv-cache-dtype": ("kv_cache_dtype", str, None),
     "--distributed-executor-backend": ("distributed_executor_backend", str, None),
+    "--data-parallel-size": ("data_parallel_size", str, None),
+    "-dp": ("data_parallel_size", str, None),
+    "--shutdown-timeout": ("shutdown_timeout", str, None),
 }
-_BOOLEAN_FLAGS = {"--enable-prefix-caching": True, "--no-enable-prefix-caching": False}
+_BOOLEAN_FLAGS = {"--enable-prefix-caching": True, "--no-enable-prefix-caching": False,
+                  "--enable-chunked-prefill": True, "--no-enable-chunked-prefill": False}
 
 
 def split_vllm_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -188,17 +219,51 @@ def _parser() -> argparse.ArgumentParser:
         parser.add_argument(*aliases, dest=dest, type=kind, nargs=nargs)
     parser.add_argument("--enable-prefix-caching", dest="enable_prefix_caching", action="store_true", default=None)
     parser.add_argument("--no-enable-prefix-caching", dest="enable_prefix_caching", action="store_false")
+    parser.add_argument("--enable-chunked-prefill", dest="enable_chunked_prefill", action="store_true", default=None)
+    parser.add_argument("--no-enable-chunked-prefill", dest="enable_chunked_prefill", action="store_false")
     return parser
 
 
-def parse_max_model_len(value: str) -> int:
-    """Like vLLM: 4096, or a suffix where lowercase is decimal (32k = 32000) and
-    uppercase binary (32K = 32768)."""
+AUTO_MAX_MODEL_LEN = -1  # `--max-model-len auto` / -1: the longest that fits (0.33)
+
+
+def parse_max_model_len(value: str, accepts_auto: bool = True) -> int:
+    """vLLM's human_readable_int (vllm/engine/arg_utils.py 0.11, vllm/utils/argparse_utils.py
+    0.33): 4096, or a suffix where lowercase is decimal (25.6k = 25600) and uppercase binary
+    (32K = 32768, no decimals); 0.33's human_readable_int_or_auto adds 'auto' / -1."""
     text = value.strip()
-    multipliers = {"k": 1000, "K": 1024, "m": 1_000_000, "M": 1024 * 1024}
-    if text and text[-1] in multipliers:
-        return int(float(text[:-1]) * multipliers[text[-1]])
+    if accepts_auto and (text == "-1" or text.lower() == "auto"):
+        return AUTO_MAX_MODEL_LEN
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([kKmMgGtT])", text)
+    if match:
+        number, suffix = match.groups()
+        decimal = {"k": 10**3, "m": 10**6, "g": 10**9}
+        binary = {"K": 2**10, "M": 2**20, "G": 2**30}
+        if suffix in decimal:
+            return int(float(number) * decimal[suffix])
+        if suffix in binary:
+            return int(number) * binary[suffix]
     return int(text)
+
+
+def model_context_length(model: str) -> int | None:
+    """What vLLM defaults --max-model-len to: max_position_embeddings from the model's
+    config.json (a local directory), else the planner's catalogue of config.json facts (for
+    a local directory without the field, e.g. the simulated hub's, under its _name_or_path)."""
+    from llmops.planner.models import lookup_model
+
+    name = model
+    if model.startswith("/"):
+        try:
+            with open(os.path.join(model, "config.json"), encoding="utf-8") as handle:
+                hf_config = json.load(handle)
+            if hf_config.get("max_position_embeddings"):
+                return int(hf_config["max_position_embeddings"])
+            name = str(hf_config.get("_name_or_path") or "")
+        except (OSError, ValueError, TypeError, AttributeError):
+            return None
+    info = lookup_model(name) if name else None
+    return info.context_length if info else None
 
 
 def parse_group_size(raw: str) -> int:
@@ -249,8 +314,65 @@ def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name}={raw!r} is not a number; fix: set it to e.g. {default}") from None
 
 
+def release_from_env(env: Mapping[str, str]) -> rel.Release:
+    """LLMOPS_SIM_VLLM_VERSION, or LLMOPS_SIM_LEGACY_KV_METRIC=1 for the 0.8-era engine."""
+    raw = env.get("LLMOPS_SIM_VLLM_VERSION", "")
+    legacy = env.get("LLMOPS_SIM_LEGACY_KV_METRIC", "").strip() in ("1", "true", "yes")
+    try:
+        release = rel.resolve(raw or (rel.LEGACY if legacy else ""))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if legacy and not release.legacy_metric_names:
+        raise ConfigError(f"LLMOPS_SIM_LEGACY_KV_METRIC=1 emulates vLLM {rel.LEGACY}, but LLMOPS_SIM_VLLM_VERSION "
+                          f"is {raw!r}; fix: set only one of them")
+    return release
+
+
+def _quantization(value: str | None, release: rel.Release) -> str | None:
+    if value is None or value == "None":
+        return None
+    if value in release.quantization_methods:
+        return value
+    if release.quantization_is_choice:
+        # argparse's _check_value on Python 3.12 (the vllm-openai image): repr of each choice,
+        # and the "None" string vLLM appends for Optional fields.
+        choices = ", ".join(repr(c) for c in (*release.quantization_methods, "None"))
+        raise _argparse_error("--quantization/-q", f"invalid choice: {value!r} (choose from {choices})")
+    # vllm/config/model.py ModelConfig._verify_quantization: the engine dies before serving.
+    raise ConfigError(f"Unknown quantization method: {value}. Must be one of "
+                      f"{list(release.quantization_methods)}.", exit_code=1)
+
+
+def _human_int(flag: str, raw: str | None) -> int | None:
+    """vLLM parses --max-num-batched-tokens with human_readable_int (2k, 8K) in both releases."""
+    if raw is None:
+        return None
+    try:
+        return parse_max_model_len(raw, accepts_auto=False)
+    except ValueError:
+        raise _argparse_error(flag, f"invalid human_readable_int value: {raw!r}") from None
+
+
+def _positive_int(flag: str, raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise _argparse_error(flag, f"invalid int value: {raw!r}") from None
+
+
 def build_config(argv: Sequence[str], env: Mapping[str, str], profile_yaml: str | None = None) -> SimConfig:
     """`profile_yaml` is the text of the LLMOPS_SIM_PROFILE file (the caller reads it)."""
+    release = release_from_env(env)
+    absent: list[str] = []
+    for index, token in enumerate(argv):
+        if token.split("=", 1)[0] in release.flags_absent:
+            absent.append(token)
+            absent.extend(itertools.takewhile(lambda t: not t.startswith("-"), argv[index + 1:]))
+    if absent:
+        raise ConfigError(f"vllm serve: error: unrecognized arguments: {' '.join(absent)} (not a flag of vLLM "
+                          f"{release.version})", argparse_line=True)
     known, ignored = split_vllm_args(argv)
     try:
         args, leftover = _parser().parse_known_args(known)
@@ -265,6 +387,7 @@ def build_config(argv: Sequence[str], env: Mapping[str, str], profile_yaml: str 
         raise ConfigError(f"--model {model}: no config.json in that directory; fix: stage the model there "
                           "or point --model at a model directory")
     notes: list[str] = []
+    quantization_flag = _quantization(args.quantization, release)
 
     profiles = prof.DEFAULT_PROFILES
     if profile_yaml is not None:
@@ -281,13 +404,16 @@ def build_config(argv: Sequence[str], env: Mapping[str, str], profile_yaml: str 
     pp = args.pipeline_parallel_size or 1
     if tp < 1 or pp < 1:
         raise ConfigError("--tensor-parallel-size and --pipeline-parallel-size must be >= 1")
+    dp = _positive_int("--data-parallel-size/-dp", args.data_parallel_size) or 1
+    if dp < 1:
+        raise ConfigError(f"--data-parallel-size {dp} must be >= 1 (engines, each on TP x PP GPUs)")
     backend = args.distributed_executor_backend
     if backend is not None and backend not in EXECUTOR_BACKENDS:
         raise ConfigError(f"--distributed-executor-backend {backend!r} is not one of {', '.join(EXECUTOR_BACKENDS)}")
     group_size = parse_group_size(env.get("LLMOPS_GROUP_SIZE", ""))
-    gpu_count, gpu_error = engine_gpus(env.get("LLMOPS_SIM_GPU_COUNT", "").strip(), group_size, tp * pp, backend)
+    gpu_count, gpu_error = engine_gpus(env.get("LLMOPS_SIM_GPU_COUNT", "").strip(), group_size, tp * pp * dp, backend)
     if gpu_error:
-        raise ConfigError(gpu_error)
+        raise ConfigError(gpu_error if dp == 1 else f"--data-parallel-size {dp}: {gpu_error}")
     if group_size > 1:
         notes.append(f"multi-node group: Ray cluster of {group_size} nodes, {gpu_count} GPUs in all")
 
@@ -302,25 +428,38 @@ def build_config(argv: Sequence[str], env: Mapping[str, str], profile_yaml: str 
     if params_b <= 0:
         raise ConfigError("LLMOPS_SIM_PARAMS_B must be positive")
 
-    quantization = args.quantization or prof.quantization_from_model_name(model)
-    if quantization and not args.quantization:
+    quantization = quantization_flag or prof.quantization_from_model_name(model)
+    if quantization and not quantization_flag:
         notes.append(f"quantization {quantization!r} inferred from the model name")
 
     utilization = args.gpu_memory_utilization if args.gpu_memory_utilization is not None else 0.9
     if not 0 < utilization <= 1:
         raise ConfigError(f"--gpu-memory-utilization {utilization} must be in (0, 1]")
-    try:
-        max_model_len = parse_max_model_len(args.max_model_len) if args.max_model_len else DEFAULT_MAX_MODEL_LEN
-    except ValueError:
-        raise ConfigError(f"--max-model-len {args.max_model_len!r} is not a number like 4096 or 32k") from None
-    max_num_seqs = args.max_num_seqs or DEFAULT_MAX_NUM_SEQS
-    batched = args.max_num_batched_tokens or max(DEFAULT_MAX_BATCHED_TOKENS, max_num_seqs)
+    if args.max_model_len:
+        try:
+            max_model_len = parse_max_model_len(args.max_model_len, release.max_model_len_auto)
+        except ValueError:
+            raise _argparse_error("--max-model-len", f"invalid human_readable_int{'_or_auto' if release.max_model_len_auto else ''} "
+                                  f"value: {args.max_model_len!r}") from None
+    else:
+        max_model_len = model_context_length(model) or 0
+        if not max_model_len:
+            max_model_len = FALLBACK_MAX_MODEL_LEN
+            notes.append(f"context length of {model!r} unknown (not in the model catalogue); "
+                         f"max_model_len {FALLBACK_MAX_MODEL_LEN} (pass --max-model-len)")
+    chunked_prefill = True if args.enable_chunked_prefill is None else args.enable_chunked_prefill
+    gpu = profiles.gpus[gpu_name]
+    defaults = release.batch_defaults(gpu.memory_gib, gpu_name)
     speed = _env_float(env, "LLMOPS_SIM_SPEED", 1.0)
     if speed <= 0:
         raise ConfigError("LLMOPS_SIM_SPEED must be positive")
     port = args.port if args.port is not None else 8000
+    shutdown_timeout = _positive_int("--shutdown-timeout", args.shutdown_timeout) or 0
+    if shutdown_timeout < 0:
+        raise ConfigError(f"--shutdown-timeout {shutdown_timeout} must be >= 0 (seconds in-flight requests may finish)")
+    drain_seconds = _env_float(env, "LLMOPS_SIM_DRAIN_SECONDS", float(shutdown_timeout))
 
-    return SimConfig(
+    config = SimConfig(
         model=model,
         served_model_names=tuple(args.served_model_name or [model]),
         host=args.host or "0.0.0.0",
@@ -331,23 +470,37 @@ def build_config(argv: Sequence[str], env: Mapping[str, str], profile_yaml: str 
         dtype=args.dtype or "auto",
         kv_cache_dtype=args.kv_cache_dtype or "auto",
         max_model_len=max_model_len,
-        max_num_seqs=max_num_seqs,
-        max_num_batched_tokens=batched,
+        max_num_seqs=0,
+        max_num_batched_tokens=0,
         gpu_memory_utilization=utilization,
         enable_prefix_caching=True if args.enable_prefix_caching is None else args.enable_prefix_caching,
         gpu_name=gpu_name,
-        gpu=profiles.gpus[gpu_name],
+        gpu=gpu,
         gpu_count=gpu_count,
         params_b=params_b,
         startup_seconds=_env_float(env, "LLMOPS_SIM_STARTUP_SECONDS", 2.0),
         speed=speed,
         seed=int(_env_float(env, "LLMOPS_SIM_SEED", 0)),
-        legacy_metrics=env.get("LLMOPS_SIM_LEGACY_KV_METRIC", "").strip() in ("1", "true", "yes"),
+        release=release,
         control_enabled=env.get("LLMOPS_SIM_CONTROL", "").strip() in ("1", "true", "yes"),
-        drain_seconds=_env_float(env, "LLMOPS_SIM_DRAIN_SECONDS", 30.0),
+        drain_seconds=drain_seconds,
         profiles=profiles,
         ignored_flags=tuple(ignored),
         distributed_executor_backend=backend,
         group_size=group_size,
+        data_parallel_size=dp,
+        enable_chunked_prefill=chunked_prefill,
         notes=tuple(notes),
     )
+    if max_model_len == AUTO_MAX_MODEL_LEN:
+        # vllm/config/model.py (0.33): the model's own context if it fits, else the longest that does.
+        context = model_context_length(model) or FALLBACK_MAX_MODEL_LEN
+        max_model_len = max(1, min(context, config.kv_capacity_tokens))
+        notes.append(f"--max-model-len auto: {max_model_len}")
+    # vllm/engine/arg_utils.py: without chunked prefill a step must hold a whole prompt.
+    batched = _human_int("--max-num-batched-tokens", args.max_num_batched_tokens) or (
+        defaults.max_num_batched_tokens if chunked_prefill else max(max_model_len, defaults.max_num_batched_tokens))
+    # 0.11 caps the default max_num_seqs at max_num_batched_tokens (_set_default_args).
+    max_num_seqs = args.max_num_seqs or min(defaults.max_num_seqs, batched)
+    return dataclasses.replace(config, max_model_len=max_model_len, max_num_seqs=max_num_seqs,
+                               max_num_batched_tokens=batched, notes=tuple(notes))

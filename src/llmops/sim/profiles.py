@@ -66,6 +66,7 @@ DEFAULT_GPUS: dict[str, GpuProfile] = {
     "NVIDIA-H100-PCIe": GpuProfile(80, 2000, 756),
     "NVIDIA-H100-NVL": GpuProfile(94, 3900, 835),
     "NVIDIA-H200": GpuProfile(141, 4800, 989),
+    "NVIDIA-B200": GpuProfile(180, 8000, 2250),
     "NVIDIA-L40S": GpuProfile(48, 864, 362),
     "NVIDIA-L40": GpuProfile(48, 864, 181),
     "NVIDIA-L4": GpuProfile(22.5, 300, 121),

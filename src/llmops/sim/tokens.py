@@ -1,16 +1,19 @@
 """Cheap deterministic stand-ins for a tokenizer and a sampler.
 
 Token count of text = ceil(characters / 4) (at least 1 for non-empty text), the usual
-rule of thumb for English BPE vocabularies. A chat request adds the chat template's
-overhead: 4 tokens per message plus 3 for the assistant prompt, about what Llama-3's
-template adds. Generated text is built from a fixed word list, one word per token,
-chosen by a seeded hash, so equal seeds give equal text."""
+rule of thumb for English BPE vocabularies. Each token's id is a hash of its 4-character
+chunk, so equal text gives equal ids (and shares prefix-cache blocks) and different text
+does not. A chat request adds the chat template's overhead: 4 tokens per message (ids
+derived from the role) plus 3 for the assistant prompt, about what Llama-3's template adds.
+Generated text is built from a fixed word list, one word per token, chosen by a seeded
+hash, so equal seeds give equal text."""
 
 from __future__ import annotations
 
 import hashlib
 import math
 import random
+import zlib
 from typing import Any, Sequence
 
 CHARS_PER_TOKEN = 4
@@ -26,19 +29,35 @@ _WORDS = (
 )
 
 
+VOCAB_SIZE = 128256  # Llama-3's; ids are hashes modulo this
+
+
 def count_text_tokens(text: str) -> int:
     return math.ceil(len(text) / CHARS_PER_TOKEN) if text else 0
 
 
-def count_prompt_tokens(prompt: Any) -> int:
+def text_token_ids(text: str) -> list[int]:
+    """One id per 4-character chunk: crc32 of the chunk, modulo the vocabulary."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) == len(text):  # ASCII: byte offsets are character offsets
+        return [zlib.crc32(data[i:i + CHARS_PER_TOKEN]) % VOCAB_SIZE for i in range(0, len(data), CHARS_PER_TOKEN)]
+    return [zlib.crc32(text[i:i + CHARS_PER_TOKEN].encode("utf-8", "surrogatepass")) % VOCAB_SIZE
+            for i in range(0, len(text), CHARS_PER_TOKEN)]
+
+
+def prompt_token_ids(prompt: Any) -> list[int]:
     """Completions `prompt`: a string, a list with one string, or token ids."""
     if isinstance(prompt, str):
-        return count_text_tokens(prompt)
-    if isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
-        return len(prompt)
+        return text_token_ids(prompt)
+    if isinstance(prompt, list) and prompt and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+        return list(prompt)
     if isinstance(prompt, list) and len(prompt) == 1:
-        return count_prompt_tokens(prompt[0])
+        return prompt_token_ids(prompt[0])
     raise ValueError("prompt must be a string or a list of token ids")
+
+
+def count_prompt_tokens(prompt: Any) -> int:
+    return len(prompt_token_ids(prompt))
 
 
 def _content_text(content: Any) -> str:
@@ -51,13 +70,25 @@ def _content_text(content: Any) -> str:
     raise ValueError("message content must be a string or a list of content parts")
 
 
-def count_chat_tokens(messages: Sequence[Any]) -> int:
-    total = CHAT_TOKENS_FOR_REPLY
+def chat_token_ids(messages: Sequence[Any]) -> list[int]:
+    ids: list[int] = []
     for message in messages:
         if not isinstance(message, dict) or "role" not in message:
             raise ValueError("each message must be an object with a 'role'")
-        total += CHAT_TOKENS_PER_MESSAGE + count_text_tokens(_content_text(message.get("content")))
-    return total
+        role = str(message["role"])
+        ids.extend(zlib.crc32(f"<{role}:{i}>".encode()) % VOCAB_SIZE for i in range(CHAT_TOKENS_PER_MESSAGE))
+        ids.extend(text_token_ids(_content_text(message.get("content"))))
+    ids.extend(zlib.crc32(f"<reply:{i}>".encode()) % VOCAB_SIZE for i in range(CHAT_TOKENS_FOR_REPLY))
+    return ids
+
+
+def count_chat_tokens(messages: Sequence[Any]) -> int:
+    return len(chat_token_ids(messages))
+
+
+def token_strings(text: str) -> list[str]:
+    """The 4-character pieces text_token_ids hashes: /tokenize's token_strs."""
+    return [text[i:i + CHARS_PER_TOKEN] for i in range(0, len(text), CHARS_PER_TOKEN)]
 
 
 def prompt_text_for_tokens(tokens: int) -> str:
@@ -79,3 +110,22 @@ def natural_output_length(seed: int, limit: int) -> int:
 
 def token_text(seed: int, index: int) -> str:
     return " " + _WORDS[(seed + index * 2654435761) % len(_WORDS)]
+
+
+class TokenMemory:
+    """/detokenize needs text for ids, but the ids are hashes: remember the chunks /tokenize
+    saw (bounded, oldest forgotten) and spell any other id as a word from the output list."""
+
+    def __init__(self, limit: int = 100_000):
+        self.limit = limit
+        self._chunks: dict[int, str] = {}
+
+    def remember(self, text: str) -> None:
+        for token_id, chunk in zip(text_token_ids(text), token_strings(text)):
+            self._chunks.pop(token_id, None)
+            self._chunks[token_id] = chunk
+        while len(self._chunks) > self.limit:
+            del self._chunks[next(iter(self._chunks))]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return "".join(self._chunks.get(i) or " " + _WORDS[i % len(_WORDS)] for i in ids)
