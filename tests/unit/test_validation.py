@@ -144,3 +144,23 @@ def test_cli_validate_accepts_the_samples(capsys, sample, name):
 def test_cli_missing_file_is_a_clear_error(capsys):
     assert main(["validate", "-f", "/nonexistent.yaml"]) == 2
     assert "cannot read /nonexistent.yaml" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("image, refused", [
+    (None, True),                                # the default pin, v0.33.0
+    ("vllm/vllm-openai:v0.33.0", True),
+    ("vllm/vllm-openai:v0.11.0", False),
+    ("vllm/vllm-openai:latest", False),          # unknown release: vLLM decides
+])
+def test_quantization_methods_the_pinned_release_dropped_are_refused(image, refused):
+    doc = copy.deepcopy(VALID)
+    doc["spec"]["quantization"] = {"method": "gguf"}
+    if image:
+        doc["spec"]["engine"] = {"image": image}
+    if not refused:
+        validate_manifest(doc)
+        return
+    with pytest.raises(InvalidManifest) as info:
+        validate_manifest(doc)
+    [problem] = [str(p) for p in info.value.problems]
+    assert problem.startswith("spec.quantization.method: vLLM 0.33") and "vllm/vllm-openai:v0.11.0" in problem

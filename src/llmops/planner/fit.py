@@ -33,7 +33,7 @@ from llmops.planner.layout import (
 )
 from llmops.planner.memory import EngineSettings, MemoryBreakdown, engine_settings, estimate_memory
 from llmops.planner.models import ModelInfo, resolve_model
-from llmops.planner.quantization import FOUR_BIT_GROUPED, MIN_CAPABILITY, weight_format
+from llmops.planner.quantization import FOUR_BIT_GROUPED, MIN_CAPABILITY, removed_method_message, weight_format
 
 if TYPE_CHECKING:
     from llmops.validation import Problem
@@ -401,6 +401,9 @@ def _model_checks(d: LLMDeployment, model: Optional[ModelInfo]) -> tuple[list[Pr
     problems: list[Problem] = []
     warnings: list[str] = []
     spec = d.spec
+    removed = removed_method_message(spec)
+    if removed:
+        problems.append(_problem("spec.quantization.method", removed))
     if model is None:
         unknown = (f"the planner does not know the model {spec.model.source} "
                    "(not in its catalogue and spec.model.shape is not set)")

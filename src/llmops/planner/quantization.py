@@ -21,6 +21,8 @@ kernels on 8.0-8.6 (Ampere), which is why its minimum is 8.0 - so fp8 on a T4 (7
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 from typing import Optional
 
@@ -127,3 +129,28 @@ def kv_cache_bytes(spec: LLMDeploymentSpec, fmt: WeightFormat) -> float:
     if kv in ("float32", "float"):
         return 4.0
     return float(fmt.activation_bytes)
+
+
+# Methods a vLLM release no longer accepts for --quantization: (method, first release without
+# it). 0.33's QuantizationMethods (vllm/model_executor/layers/quantization/__init__.py)
+# lists neither; 0.11's lists both. Releases in between were not read, so they pass.
+REMOVED_METHODS = {"bitsandbytes": (0, 33), "gguf": (0, 33)}
+_TAG_VERSION = re.compile(r":v?(\d+)\.(\d+)(?:\.\d+)?(?:[-.+].*)?$")
+
+
+def image_release(image: str) -> Optional[tuple[int, int]]:
+    """(major, minor) of a vllm/vllm-openai:vX.Y.Z tag; None for other tags (latest, a digest)."""
+    match = _TAG_VERSION.search(image.split("@", 1)[0])
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def removed_method_message(spec: LLMDeploymentSpec) -> Optional[str]:
+    """Why the image's vLLM release cannot run spec.quantization.method, or None."""
+    method = spec.quantization.method.value
+    release = image_release(spec.engine.image)
+    removed_in = REMOVED_METHODS.get(method)
+    if removed_in is None or release is None or release < removed_in:
+        return None
+    return (f"vLLM {release[0]}.{release[1]} ({spec.engine.image}) has no --quantization {method} (gone since "
+            f"{removed_in[0]}.{removed_in[1]}). Fix: use a quantized checkpoint vLLM still loads (awq, gptq, "
+            "compressed-tensors, fp8), or pin spec.engine.image to vllm/vllm-openai:v0.11.0")
