@@ -141,7 +141,8 @@ async def autoscale(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if isinstance(result, Scaled):
         direction = "ScaledUp" if result.scaled_to > result.scaled_from else "ScaledDown"
         kopf.event(dict(body), type="Normal", reason=direction,
-                   message=f"{result.scaled_from} -> {result.scaled_to} replicas: {evaluation.decision.message}")
+                   message=f"{result.scaled_from} -> {result.scaled_to} replicas: {evaluation.decision.message}"
+                   + (f"; {result.victims.note}" if result.victims else ""))
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)

@@ -110,6 +110,16 @@ class Kube:
     def annotate_pod(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
         client.CoreV1Api(self.api).patch_namespaced_pod(name, namespace, {"metadata": {"annotations": annotations}})
 
+    def annotate_pod_if_present(self, namespace: str, name: str, annotations: dict[str, str]) -> bool:
+        """annotate_pod for a pod that may have gone meanwhile (False then)."""
+        try:
+            self.annotate_pod(namespace, name, annotations)
+            return True
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+            return False
+
     def delete_pod(self, namespace: str, name: str) -> None:
         try:
             client.CoreV1Api(self.api).delete_namespaced_pod(name, namespace, _preload_content=False)

@@ -15,6 +15,8 @@ from llmops.api.autoscaling import AutoscalingSpec
 from llmops.autoscale.evaluate import Evaluation, evaluate_once, evaluation_due
 from llmops.autoscale.pods import pod_facts
 from llmops.autoscale.prometheus import PrometheusClient
+from llmops.autoscale.queries import in_flight_by_pod_query
+from llmops.autoscale.victims import DELETION_COST_ANNOTATION, Victims, plan_scale_down
 from llmops.api.v1alpha1 import LLMDeploymentSpec
 from llmops.kube import Kube
 from llmops.planner.memory import engine_max_num_seqs
@@ -36,6 +38,7 @@ class Scaled:
     evaluation: Evaluation
     scaled_from: int
     scaled_to: int
+    victims: Optional[Victims] = None  # scale-downs: which pods or groups go, and why
 
 
 def _rfc3339(epoch: float) -> str:
@@ -84,6 +87,10 @@ async def autoscale_once(
         now=now,
         wake_annotation=(meta.get("annotations") or {}).get(WAKE_ANNOTATION),
     )
+    victims = None
+    if evaluation.desired_replicas < current:
+        victims = await _mark_victims(kube, prometheus, namespace, name, status, pods, current,
+                                      evaluation.desired_replicas)
     if evaluation.desired_replicas != current:
         await asyncio.to_thread(kube.scale_llmdeployment, name, namespace, evaluation.desired_replicas)
     conditions = upsert_condition(status.get("conditions") or [], evaluation.condition, _rfc3339(now))
@@ -92,5 +99,19 @@ async def autoscale_once(
         {"autoscaling": evaluation.status, "conditions": conditions},
     )
     if evaluation.desired_replicas != current:
-        return Scaled(evaluation, current, evaluation.desired_replicas)
+        return Scaled(evaluation, current, evaluation.desired_replicas, victims)
     return evaluation
+
+
+async def _mark_victims(kube: Kube, prometheus: PrometheusClient, namespace: str, name: str, status: dict[str, Any],
+                        pods: list[dict[str, Any]], current: int, desired: int) -> Optional[Victims]:
+    """Annotate each serving pod's deletion cost from its live in-flight work, so the
+    ReplicaSet removes the idlest. Without per-pod data (Prometheus down) every pod costs the
+    same and the ReplicaSet's own order applies; the drain keeps requests safe either way."""
+    outcome = await prometheus.instant_query(in_flight_by_pod_query(namespace, name))
+    in_flight = {s.labels["pod"]: s.value for s in outcome.samples if "pod" in s.labels}
+    multi_node = int(status.get("nodesPerReplica") or 1) > 1
+    victims = plan_scale_down(pods, in_flight, current, desired, multi_node)
+    for pod_name, cost in (victims.costs if victims else {}).items():
+        await asyncio.to_thread(kube.annotate_pod_if_present, namespace, pod_name, {DELETION_COST_ANNOTATION: str(cost)})
+    return victims

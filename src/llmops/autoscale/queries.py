@@ -117,6 +117,13 @@ def activity_query(
     )
 
 
+def in_flight_by_pod_query(namespace: str, name: str) -> str:
+    """Running + waiting requests per pod (`pod` label), summed over data-parallel engines:
+    the work a pod's removal would have to drain."""
+    sel = selector(namespace, name)
+    return f"sum by (pod) ({RUNNING}{{{sel}}}) + sum by (pod) ({WAITING}{{{sel}}})"
+
+
 @dataclass(frozen=True)
 class DemandQueries:
     """mode demand: one query per signal (llmops.autoscale.demand.DemandSignals)."""
