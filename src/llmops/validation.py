@@ -53,6 +53,13 @@ PATTERN_HINTS = {
 }
 
 
+# What a bounded number is for, said with the fix when it is out of range.
+RANGE_HINTS = {
+    "drainSeconds": "set 0..3600 seconds a stopping pod may spend finishing in-flight requests "
+                    "(0 = do not wait for them; default 120)",
+}
+
+
 def _friendly(error: dict[str, Any]) -> str:
     kind = error["type"]
     field = str(error["loc"][-1]) if error["loc"] else ""
@@ -63,6 +70,9 @@ def _friendly(error: dict[str, Any]) -> str:
     if kind == "missing":
         return "required field is missing"
     message = error["msg"]
+    if kind in ("greater_than_equal", "less_than_equal", "int_parsing") and field in RANGE_HINTS:
+        what = "is not a whole number" if kind == "int_parsing" else "is out of range"
+        return f"{error['input']!r} {what}; {RANGE_HINTS[field]}"
     # pydantic prefixes custom validator messages with "Value error, ".
     return message.removeprefix("Value error, ")
 

@@ -197,3 +197,38 @@ def test_zone_spread_adds_a_constraint_after_the_users_own():
     d.spec.placement.zone_spread = "preferred"
     spread = by_kind(render_children(d))["Deployment"]["spec"]["template"]["spec"]["topologySpreadConstraints"]
     assert spread[1]["whenUnsatisfiable"] == "ScheduleAnyway"
+
+
+def _pod_spec(d, sharding=None):
+    return by_kind(render_children(d, sharding))["Deployment"]["spec"]["template"]["spec"]
+
+
+def test_serving_pods_drain_before_sigterm_within_a_grace_period_derived_from_drain_seconds():
+    d = load("edge-pvc.yaml")
+    d.spec.engine.drain_seconds = 45
+    pod = _pod_spec(d)
+    hook = pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
+    assert hook[:2] == ["python3", "-c"]
+    # local engine, port, endpoint-propagation delay, drain budget, poll, idle readings
+    assert hook[3:] == ["127.0.0.1", "8000", "5", "45", "0.5", "2"]
+    assert pod["terminationGracePeriodSeconds"] == 5 + 45 + 15
+
+
+def test_shutdown_timeout_only_for_releases_that_have_the_flag():
+    d = load("edge-pvc.yaml")
+    for image, expected in (("vllm/vllm-openai:v0.33.0", ["--shutdown-timeout", "120"]),
+                            ("vllm/vllm-openai:v0.11.0", None), ("llmops/vllm-sim:latest", None)):
+        d.spec.engine.image = image
+        args = _pod_spec(d)["containers"][0]["args"]
+        found = args[args.index("--shutdown-timeout"):][:2] if "--shutdown-timeout" in args else None
+        assert found == expected, image
+
+
+def test_group_leaders_drain_and_workers_wait_for_their_leader():
+    d = load("edge-pvc.yaml")
+    children = render_children(d, ResolvedSharding(1, 2, nodes_per_replica=2))
+    leader = children[2]["spec"]["template"]["spec"]["containers"][0]
+    worker = children[3]["spec"]["template"]["spec"]["containers"][0]
+    assert leader["lifecycle"]["preStop"]["exec"]["command"][3] == "127.0.0.1"
+    # A worker stays in the Ray cluster until its leader's engine is idle (or gone).
+    assert worker["lifecycle"]["preStop"]["exec"]["command"][3] == "env:LLMOPS_LEADER_ADDRESS"

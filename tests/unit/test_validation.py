@@ -164,3 +164,14 @@ def test_quantization_methods_the_pinned_release_dropped_are_refused(image, refu
         validate_manifest(doc)
     [problem] = [str(p) for p in info.value.problems]
     assert problem.startswith("spec.quantization.method: vLLM 0.33") and "vllm/vllm-openai:v0.11.0" in problem
+
+
+@pytest.mark.parametrize("value", [-1, 3601])
+def test_drain_seconds_out_of_range_is_refused_with_the_bounds(value):
+    [problem] = problems_for(spec__engine__drainSeconds=value)
+    assert problem.startswith(f"spec.engine.drainSeconds: {value} is out of range; set 0..3600 seconds")
+
+
+def test_shutdown_timeout_in_extra_args_points_at_drain_seconds():
+    [problem] = problems_for(spec__engine__extraArgs=["--shutdown-timeout=30"])
+    assert "spec.engine.drainSeconds" in problem

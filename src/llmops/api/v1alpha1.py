@@ -163,6 +163,13 @@ class ModelSpec(ApiModel):
         return self.source.split("://", 1)[1]
 
 
+# A chat completion of a few hundred to ~2,000 tokens at 20-50 tokens/s per sequence (a busy
+# replica) takes 10-100 s; 120 s lets nearly all of them finish. A drain ends as soon as the
+# engine is idle, so the budget costs time only when requests are really in flight.
+DEFAULT_DRAIN_SECONDS = 120
+MAX_DRAIN_SECONDS = 3600  # beyond an hour a scale-down or rollout would hang on one request
+
+
 class EngineSpec(ApiModel):
     image: str = Field(default=DEFAULT_VLLM_IMAGE, description="vLLM OpenAI server image.", min_length=1)
     max_model_len: Optional[int] = Field(
@@ -189,6 +196,14 @@ class EngineSpec(ApiModel):
         ge=60,
         le=86400,
         description="How long a pod may take to download and load the model before it is restarted.",
+    )
+    drain_seconds: int = Field(
+        default=DEFAULT_DRAIN_SECONDS,
+        ge=0,
+        le=MAX_DRAIN_SECONDS,
+        description="On scale-down and rollouts, how long a stopping pod may keep finishing its in-flight "
+        "requests (after a few seconds of serving on while endpoint removal propagates). "
+        "terminationGracePeriodSeconds is derived from it.",
     )
 
     @field_validator("dtype")
@@ -223,6 +238,7 @@ MANAGED_FLAGS = {
     "--gpu-memory-utilization": "spec.engine.gpuMemoryUtilization",
     "--max-num-seqs": "spec.engine.maxNumSeqs",
     "--port": "the fixed serving port 8000",
+    "--shutdown-timeout": "spec.engine.drainSeconds",
     "--host": "the pod network (0.0.0.0)",
 }
 

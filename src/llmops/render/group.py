@@ -19,6 +19,7 @@ from typing import Any
 
 from llmops.api.v1alpha1 import VLLM_PORT, LLMDeployment
 from llmops.render.context import ResolvedSharding
+from llmops.render.drain import pre_stop_lifecycle
 from llmops.render.meta import child_metadata, selector_labels
 from llmops.render.pod import pod_template
 
@@ -82,6 +83,8 @@ def worker_template(d: LLMDeployment, sharding: ResolvedSharding, address_env: d
     container["ports"] = []
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         container.pop(probe, None)  # a Ray worker has no HTTP endpoint; running is ready
+    # A worker leaves with its group: it stays in the Ray cluster until its leader has drained.
+    container["lifecycle"] = pre_stop_lifecycle(d.spec.engine.drain_seconds, host="env:LLMOPS_LEADER_ADDRESS")
     container["env"] = container["env"] + _group_env(sharding) + [address_env]
     return template
 

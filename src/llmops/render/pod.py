@@ -7,7 +7,9 @@ from typing import Any
 import copy
 
 from llmops.api.v1alpha1 import VLLM_PORT, LLMDeployment, PlacementProfile, QuantizationMethod, ZoneSpread
+from llmops.planner.quantization import image_release
 from llmops.render.context import ResolvedSharding
+from llmops.render.drain import pre_stop_lifecycle, termination_grace_seconds
 from llmops.render.meta import common_labels, selector_labels
 from llmops.stage.layout import model_dir
 
@@ -21,7 +23,8 @@ ZONE_LABEL = "topology.kubernetes.io/zone"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 # GPU nodes are commonly tainted so only GPU pods land there.
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-TERMINATION_GRACE_SECONDS = 60  # let in-flight requests finish on scale-down
+# vLLM releases whose `vllm serve` has --shutdown-timeout (0.11 has not; see sim/releases.py).
+SHUTDOWN_TIMEOUT_SINCE = (0, 33)
 STARTUP_PROBE_PERIOD = 10
 
 
@@ -66,6 +69,11 @@ def vllm_args(d: LLMDeployment, sharding: ResolvedSharding) -> list[str]:
         ("--kv-cache-dtype", engine.kv_cache_dtype),
     ]
     args += [item for flag, value in optional if value is not None for item in (flag, str(value))]
+    release = image_release(engine.image)
+    if release is not None and release >= SHUTDOWN_TIMEOUT_SINCE:
+        # If the preStop drain cannot run (an image without python3), vLLM itself still lets
+        # in-flight requests finish after SIGTERM instead of aborting them at once.
+        args += ["--shutdown-timeout", str(engine.drain_seconds)]
     return args + list(engine.extra_args)
 
 
@@ -169,6 +177,9 @@ def pod_template(d: LLMDeployment, sharding: ResolvedSharding) -> dict[str, Any]
         # vLLM's last log line (CUDA OOM, unknown architecture, ...) becomes the pod's
         # termination message, which status shows on a crash loop.
         "terminationMessagePolicy": "FallbackToLogsOnError",
+        # Scale-down and rollouts: keep serving until endpoint removal has propagated, then
+        # until in-flight requests are done (llmops.render.drain), and only then SIGTERM.
+        "lifecycle": pre_stop_lifecycle(d.spec.engine.drain_seconds),
         **_probes(d),
     }
     return {
@@ -183,7 +194,7 @@ def pod_template(d: LLMDeployment, sharding: ResolvedSharding) -> dict[str, Any]
         "spec": {
             "containers": [container],
             "volumes": volumes,
-            "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+            "terminationGracePeriodSeconds": termination_grace_seconds(d.spec.engine.drain_seconds),
             **placement(d, sharding),
         },
     }
