@@ -457,3 +457,75 @@ def test_admission_webhook_served_from_a_pod_is_called_at_its_endpoint(core, nam
         core.create_namespaced_config_map(namespace, {"metadata": {"name": "fine"}})   # allowed
     finally:
         admission.delete_validating_webhook_configuration(name)
+
+
+def _gone(core, namespace, name):
+    try:
+        core.read_namespaced_pod(name, namespace)
+        return False
+    except client.rest.ApiException as exc:
+        return exc.status == 404
+
+
+TERM_IGNORER = """
+import signal, sys, time
+def on_term(*_):
+    print(f"TERM {time.time():.3f}", flush=True)
+signal.signal(signal.SIGTERM, on_term)
+print(f"UP {time.time():.3f}", flush=True)
+while True:
+    time.sleep(0.1)
+"""
+
+
+def _log_times(sandbox, namespace, name, container="c"):
+    logs = sorted(sandbox.dir.glob(f"pods/{namespace}_{name}_*/{container}.log"))
+    assert logs, f"no log for {namespace}/{name}"
+    times = {}
+    for line in logs[-1].read_text().splitlines():
+        word, _, value = line.partition(" ")
+        if word in ("UP", "TERM", "HOOK-START", "HOOK-END"):
+            times.setdefault(word, float(value))
+    return times
+
+
+def test_deletion_runs_the_prestop_hook_then_sigterm_then_sigkill_at_the_end_of_the_grace_period(core, namespace,
+                                                                                                  sandbox):
+    hook = 'echo HOOK-START $(date +%s.%N); sleep 2; echo HOOK-END $(date +%s.%N)'
+    create(core, namespace, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "graceful"}, "spec": {
+        "terminationGracePeriodSeconds": 6,
+        "containers": [{"name": "c", "image": "llmops/host:1", "command": [sys.executable, "-c", TERM_IGNORER],
+                        "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", hook]}}}}]}})
+    wait_ready(core, namespace, "graceful")
+    wait_for(lambda: "UP" in _log_times(sandbox, namespace, "graceful"), TIMEOUT, "container did not start")
+    pid = container_pid(sandbox, namespace, "graceful", "c")
+    import time
+    deleted = time.time()
+    core.delete_namespaced_pod("graceful", namespace)
+    wait_for(lambda: _gone(core, namespace, "graceful"), TIMEOUT, "pod object was not removed after its grace period")
+    gone_after = time.time() - deleted
+    times = _log_times(sandbox, namespace, "graceful")
+    assert {"HOOK-START", "HOOK-END", "TERM"} <= set(times), times
+    # preStop first, SIGTERM only after it; the process ignored SIGTERM, so SIGKILL came at the grace period's end.
+    assert times["HOOK-START"] < times["HOOK-END"] <= times["TERM"], times
+    assert times["HOOK-END"] - times["HOOK-START"] >= 1.9
+    assert 5.5 <= gone_after < 10, gone_after
+    assert not alive(pid)
+
+
+def test_a_terminating_pod_leaves_the_endpoints_while_its_prestop_hook_keeps_it_serving(core, namespace, sandbox):
+    pod = http_pod("draining", labels={"app": "draining"}, terminationGracePeriodSeconds=20)
+    pod["spec"]["containers"][0]["lifecycle"] = {"preStop": {"exec": {"command": ["sleep", "8"]}}}
+    create(core, namespace, pod)
+    core.create_namespaced_service(namespace, {"metadata": {"name": "draining"}, "spec": {
+        "selector": {"app": "draining"}, "ports": [{"port": 8080, "targetPort": 8080}]}})
+    ip = wait_ready(core, namespace, "draining")["status"]["podIP"]
+
+    def addresses():
+        subsets = core.read_namespaced_endpoints("draining", namespace).subsets or []
+        return [a.ip for s in subsets for a in s.addresses or []]
+    wait_for(lambda: addresses() == [ip], TIMEOUT, "the Service never listed the pod")
+    core.delete_namespaced_pod("draining", namespace)
+    wait_for(lambda: addresses() == [], 5, "a terminating pod stayed in the Service's endpoints")
+    assert http_get(f"http://{ip}:8080/healthz")[0] == 200  # still serving while the hook runs
+    wait_for(lambda: _gone(core, namespace, "draining"), TIMEOUT, "pod was not removed after its hook")

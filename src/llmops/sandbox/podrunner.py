@@ -3,6 +3,7 @@ probes and status reports. One thread per pod; the agent feeds it pod updates.""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -24,8 +25,8 @@ from .kubeapi import now_iso
 from .mounts import SERVICE_ACCOUNT_SUBDIR, host_path_source, launch_script, plan_mounts
 from .podenv import EnvConfigError, container_env, expand_all, gpu_limit
 from .podstatus import ContainerView, build_pod_status, restart_backoff, should_restart
-from .probe_run import run_probe
-from .probes import ContainerProbes, ProbeConfigError
+from .probe_run import run_hook, run_probe
+from .probes import ContainerProbes, ProbeConfigError, parse_probe
 
 if TYPE_CHECKING:
     from .agent import Agent
@@ -35,6 +36,9 @@ log = logging.getLogger("llmops.sandbox.pod")
 TOKEN_SECONDS = 3600
 TOKEN_REFRESH_SECONDS = TOKEN_SECONDS * 0.8
 POLL_SECONDS = 0.5
+# After preStop hooks the kubelet always leaves SIGTERM at least this long before SIGKILL
+# (minimumGracePeriodInSeconds in pkg/kubelet/kuberuntime/kuberuntime_container.go).
+MIN_GRACE_AFTER_HOOKS = 2.0
 
 
 TERMINATION_MESSAGE_BYTES, TERMINATION_MESSAGE_LINES = 2048, 80  # the kubelet's limits
@@ -152,7 +156,7 @@ class PodWorker(threading.Thread):
                 grace = meta.get("deletionGracePeriodSeconds")
                 if grace is None:
                     grace = self.pod["spec"].get("terminationGracePeriodSeconds", 30)
-                self._kill_all(float(grace))
+                self._terminate(float(grace))
                 self.agent.kube.delete_pod_now(self.namespace, self.pod_name, self.uid)
                 return
             now = time.monotonic()
@@ -442,6 +446,40 @@ class PodWorker(threading.Thread):
                 log.warning("pod %s/%s: status patch failed: %s %s", self.namespace, self.pod_name, exc.status, exc.reason)
 
     # --- teardown
+    def _terminate(self, grace: float) -> None:
+        """The kubelet's pod deletion: every running container's preStop hook at once, with
+        the grace period as their budget; then SIGTERM; SIGKILL when the grace period is over
+        (at least MIN_GRACE_AFTER_HOOKS after the hooks). The agent stopping (or the pod
+        object vanishing) cuts the hooks short."""
+        deadline = time.monotonic() + grace
+        hooks = [threading.Thread(target=self._pre_stop, args=(c, grace), name=f"prestop-{c.name}", daemon=True)
+                 for c in self.containers
+                 if c.proc is not None and c.proc.poll() is None and (c.spec.get("lifecycle") or {}).get("preStop")]
+        for hook in hooks:
+            hook.start()
+        while any(h.is_alive() for h in hooks) and time.monotonic() < deadline and self.stop_grace is None:
+            for hook in hooks:
+                hook.join(timeout=0.1)
+        if self.stop_grace is not None:
+            self._kill_all(self.stop_grace)
+            return
+        self._kill_all(max(MIN_GRACE_AFTER_HOOKS, deadline - time.monotonic()))
+
+    def _pre_stop(self, c: ContainerRun, budget: float) -> None:
+        try:
+            handler = parse_probe((c.spec.get("lifecycle") or {}).get("preStop"), c.spec.get("ports") or ())
+        except ProbeConfigError as exc:
+            ok, message = False, str(exc)
+        else:
+            handler = dataclasses.replace(handler, timeout=budget)
+            started = time.monotonic()
+            ok, message = run_hook(handler, self.pod_ip or "", c.proc.pid if c.proc else None, c.env,
+                                   self.dir / f"{c.name}.log")
+            log.info("pod %s/%s container %s: preStop hook %s after %.1fs", self.namespace, self.pod_name, c.name,
+                     "done" if ok else f"failed ({message})", time.monotonic() - started)
+        if not ok:
+            self._event("FailedPreStopHook", f"PreStopHook failed: {message}", "Warning")
+
     def _kill_all(self, grace: float) -> None:
         """SIGTERM every running container's process group, wait up to grace, SIGKILL the rest."""
         running = [c for c in self.init_containers + self.containers if c.proc is not None and c.proc.poll() is None]

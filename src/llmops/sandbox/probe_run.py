@@ -8,6 +8,7 @@ import ssl
 import subprocess
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Mapping
 
 from .probes import Probe
@@ -51,3 +52,23 @@ def run_probe(probe: Probe, pod_ip: str, pid: int | None, env: Mapping[str, str]
     except (OSError, urllib.error.URLError) as exc:
         target = f"{probe.host or pod_ip}:{probe.port}"
         return False, f"{probe.kind} probe to {target} failed: {getattr(exc, 'reason', exc)}"
+
+
+def run_hook(handler: Probe, pod_ip: str, pid: int | None, env: Mapping[str, str], log_path: Path) -> tuple[bool, str]:
+    """A lifecycle hook (exec or httpGet; `handler.timeout` is its whole budget). An exec
+    hook's output goes to the container's log, so a drain can be read with `kubectl logs`
+    (the kubelet discards it; the sandbox keeps it for the curious). Never raises."""
+    if handler.kind != "exec":
+        return run_probe(handler, pod_ip, pid, env)
+    if pid is None:
+        return False, "container is not running"
+    try:
+        with open(log_path, "ab") as out:
+            proc = subprocess.run(["nsenter", "--target", str(pid), "--net", "--mount", "--", *handler.command],
+                                  env=dict(env), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                  timeout=handler.timeout)
+    except subprocess.TimeoutExpired:
+        return False, f"command timed out after {handler.timeout:g}s"
+    except OSError as exc:
+        return False, f"exec hook failed: {exc}"
+    return proc.returncode == 0, "" if proc.returncode == 0 else f"exit {proc.returncode}"
