@@ -12,6 +12,7 @@ from llmops.load.generator import LoadConfig, run_load_sync
 from llmops.sim import timing
 from llmops.sim.config import build_config
 from llmops.sim.process import CLI_ENTRY, start_sim
+from llmops.waiting import wait_for
 
 SIM_ARGS = ["meta-llama/Llama-3.1-8B-Instruct", "--max-num-seqs", "8"]
 SIM_ENV = {"LLMOPS_SIM_GPU": "NVIDIA-A100-SXM4-80GB"}
@@ -75,7 +76,7 @@ def test_errors_are_counted_by_kind(sim):
     probe.close()
     refused = run_load_sync(quiet(url=f"http://127.0.0.1:{port}", model="m", concurrency=1, max_requests=2,
                                   duration=5))
-    assert refused.errors == {"connect": 2}
+    assert refused.errors == {"connection_refused": 2}
 
 
 def test_request_timeout_is_reported():
@@ -136,3 +137,31 @@ def test_multi_turn_sessions_hit_their_own_history(sim):
                                  prompt_tokens=64, max_tokens=16, sessions=2, turns=3))
     queries, hits = (after - prior for after, prior in zip(prefix_counters(sim.url), before))
     assert report.requests_ok == 12 and hits > 0.3 * queries
+
+
+@pytest.mark.parametrize("release, kind", [("0.33.0", "aborted"), ("0.11.0", "truncated_stream")])
+def test_streams_cut_by_a_stopping_engine_are_failures_of_their_own_kind(release, kind):
+    """SIGTERM mid-stream: 0.33 aborts (finish_reason "abort", then [DONE]); 0.11 cuts the
+    connection. Neither may count as ok; afterwards nothing listens (refused)."""
+    import threading
+    process = start_sim(["m-8B"], env={"LLMOPS_SIM_SPEED": "0.05", "LLMOPS_SIM_VLLM_VERSION": release})
+    try:
+        process.wait_ready()
+        reports = []
+        load = threading.Thread(target=lambda: reports.append(run_load_sync(quiet(
+            url=process.url, model="m-8B", concurrency=2, max_requests=2, duration=10, max_tokens=100))))
+        load.start()
+        wait_for(lambda: _running(process.url) >= 2, 10, "the two streams never ran")
+        process.stop()
+        load.join(timeout=30)
+        assert reports[0].errors == {kind: 2}
+        after = run_load_sync(quiet(url=process.url, model="m-8B", concurrency=1, max_requests=1, duration=5))
+        assert after.errors == {"connection_refused": 1}
+    finally:
+        process.stop()
+
+
+def _running(url: str) -> float:
+    import urllib.request
+    text = urllib.request.urlopen(url + "/metrics", timeout=2).read().decode()
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("vllm:num_requests_running{"))

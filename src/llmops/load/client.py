@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import time
 from dataclasses import dataclass
@@ -80,9 +81,11 @@ async def send(session: aiohttp.ClientSession, base_url: str, spec: RequestSpec,
                sequence: int = 0, clock=time.perf_counter) -> RequestResult:
     start = clock()
     result = RequestResult(target=base_url, start=start, end=start, ok=False, prompt_tokens=spec.prompt_tokens)
+    streaming = False
     try:
         async with asyncio.timeout(timeout):
             async with session.post(base_url + spec.path(), json=spec.body(sequence)) as response:
+                streaming = spec.stream and response.status == 200
                 if response.status != 200:
                     await response.read()
                     result.error = f"http_{response.status}"
@@ -93,13 +96,19 @@ async def send(session: aiohttp.ClientSession, base_url: str, spec: RequestSpec,
                     usage = data.get("usage") or {}
                     result.output_tokens = usage.get("completion_tokens", 0)
                     result.prompt_tokens = usage.get("prompt_tokens", spec.prompt_tokens)
-                    result.ok = True
+                    if any(c.get("finish_reason") == "abort" for c in data.get("choices") or []):
+                        result.error = "aborted"  # vLLM's engine gave up on it (shutdown)
+                    else:
+                        result.ok = True
     except TimeoutError:
         result.error = "timeout"
-    except aiohttp.ClientConnectorError:
-        result.error = "connect"
+    except aiohttp.ClientConnectorError as exc:
+        # Refused: nothing listens (a stopped engine, a stale endpoint); other connect failures
+        # (no route, DNS) are the network's.
+        result.error = "connection_refused" if exc.os_error.errno == errno.ECONNREFUSED else "connect"
     except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, ConnectionResetError):
-        result.error = "disconnect"
+        # After a 200 the stream was under way: cut before [DONE]; else the server hung up on the request.
+        result.error = "truncated_stream" if streaming else "disconnect"
     except (aiohttp.ClientError, json.JSONDecodeError, ValueError) as exc:
         result.error = f"bad_response:{type(exc).__name__}"
     result.end = clock()
@@ -111,6 +120,7 @@ async def _read_stream(response: aiohttp.ClientResponse, spec: RequestSpec, resu
     last_chunk_at: float | None = None
     chunks = 0
     done = False
+    aborted = False
     async for raw in response.content:
         line = raw.strip()
         if not line.startswith(b"data:"):
@@ -125,6 +135,8 @@ async def _read_stream(response: aiohttp.ClientResponse, spec: RequestSpec, resu
             result.error = "stream_error"
             return
         choices = event.get("choices") or []
+        if any(c.get("finish_reason") == "abort" for c in choices):
+            aborted = True  # vLLM's engine gave up on it (shutdown): [DONE] follows, the answer is cut
         if choices:
             choice = choices[0]
             text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
@@ -141,6 +153,9 @@ async def _read_stream(response: aiohttp.ClientResponse, spec: RequestSpec, resu
             result.prompt_tokens = usage.get("prompt_tokens", result.prompt_tokens)
     if not done:
         result.error = "truncated_stream"
+        return
+    if aborted:
+        result.error = "aborted"
         return
     if not result.output_tokens:
         result.output_tokens = chunks  # server sent no usage: one token per chunk is the best guess

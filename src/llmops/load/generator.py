@@ -45,7 +45,7 @@ class LoadConfig:
     progress_interval: float = 5.0  # seconds between progress lines; 0 = silent
     progress: Callable[[str], None] | None = None  # default: print to stderr
     max_in_flight: int = 5000  # open loop: arrivals beyond this count as 'overload' errors
-    endpoint_refresh: float = 5.0
+    endpoint_refresh: float = 2.0  # within the preStop drain's endpoint-propagation delay (5 s)
     shared_prefix_tokens: int = 0  # a system prompt every request shares (measures prefix caching)
     sessions: int = 0  # multi-turn conversations the requests cycle over (0: independent requests)
     turns: int = 1  # turns per conversation; each turn resends the conversation so far

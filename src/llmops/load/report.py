@@ -18,7 +18,10 @@ class RequestResult:
     start: float
     end: float
     ok: bool
-    error: str | None = None  # kind: timeout, connect, disconnect, http_503, bad_response, ...
+    # kind: http_NNN (status code), connection_refused, connect (other connect failures),
+    # disconnect (hung up before answering), truncated_stream (cut before [DONE]), aborted
+    # (finish_reason "abort": vLLM gave up on it), timeout (the client's), stream_error, bad_response:...
+    error: str | None = None
     ttft: float | None = None
     chunk_gaps: list[float] = field(default_factory=list)  # gaps between content chunks after the first
     prompt_tokens: int = 0
