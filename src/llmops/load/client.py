@@ -106,7 +106,7 @@ async def send(session: aiohttp.ClientSession, base_url: str, spec: RequestSpec,
         # Refused: nothing listens (a stopped engine, a stale endpoint); other connect failures
         # (no route, DNS) are the network's.
         result.error = "connection_refused" if exc.os_error.errno == errno.ECONNREFUSED else "connect"
-    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, ConnectionResetError):
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError, ConnectionResetError):
         # After a 200 the stream was under way: cut before [DONE]; else the server hung up on the request.
         result.error = "truncated_stream" if streaming else "disconnect"
     except (aiohttp.ClientError, json.JSONDecodeError, ValueError) as exc:
