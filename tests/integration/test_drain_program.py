@@ -99,3 +99,14 @@ def test_an_engine_that_is_gone_ends_the_drain_at_once():
                           timeout=30)
     assert done.returncode == 0 and time.monotonic() - started < 5
     assert "does not answer" in done.stdout
+
+
+def test_a_worker_drains_on_its_leaders_engine_named_by_an_environment_variable(sim):
+    import os
+    load, reports = load_in_background(sim, concurrency=2, max_requests=2, duration=30, max_tokens=8)
+    wait_running(sim, 2)
+    done = subprocess.run(drain_command(60, host="env:LEADER", port=sim.port, propagation_seconds=0),
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "LEADER": "127.0.0.1"})
+    load.join(timeout=30)
+    assert "2 requests running or waiting" in done.stdout and "engine idle: drained" in done.stdout, done.stdout
+    assert reports[0].requests_ok == 2
