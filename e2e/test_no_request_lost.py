@@ -91,9 +91,9 @@ class PodDeletions:
         return sorted(self.gone[n] - self.started[n] for n in self.gone if n in self.started and n in self.ready_once)
 
 
-def load(namespace: str, name: str, kubeconfig: str, seconds: float, users: int) -> LoadConfig:
+def load(namespace: str, name: str, kubeconfig: str, seconds: float, users: int, max_tokens: int = 96) -> LoadConfig:
     return LoadConfig(service=f"{namespace}/{name}", kubeconfig=kubeconfig, concurrency=users, duration=seconds,
-                      prompt_tokens=64, max_tokens=96, timeout=120, progress_interval=0, endpoint_refresh=1)
+                      prompt_tokens=64, max_tokens=max_tokens, timeout=120, progress_interval=0, endpoint_refresh=1)
 
 
 def in_background(config: LoadConfig):
@@ -143,7 +143,8 @@ def test_a_rollout_under_load_loses_no_request(e2e_operator, crs, core, kubeconf
              "three replicas never got Ready")
     before = {p.metadata.name for p in core.list_namespaced_pod(namespace, label_selector="llmops.io/deployment=roll").items}
     with PodDeletions(core, namespace, "roll") as deletions:
-        thread, reports = in_background(load(namespace, "roll", str(kubeconfig), 75, users=6))
+        # ~7 s answers: longer than the endpoint-propagation delay, so each drain waits for streams.
+        thread, reports = in_background(load(namespace, "roll", str(kubeconfig), 75, users=6, max_tokens=300))
         body = cr(crs, namespace, "roll")
         env = body["spec"]["engine"]["env"] + [{"name": "ROLLOUT_MARK", "value": "2"}]
         crs.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "roll",
@@ -161,3 +162,6 @@ def test_a_rollout_under_load_loses_no_request(e2e_operator, crs, core, kubeconf
     print(f"\n{report.table()}\nreplaced {sorted(deletions.gone)}; drain {drains}")
     assert report.requests_failed == 0, report.errors
     assert set(deletions.gone) == before
+    # A drain that found the engine idle takes 6-7 s here (5 s propagation, two idle polls, the
+    # engine's exit, the object's removal); a pod still streaming when it was told to stop waited longer.
+    assert max(drains) > 7.5, drains
