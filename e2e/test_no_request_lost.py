@@ -1,7 +1,7 @@
 """No request lost (issue 15): streaming load through the Service while the autoscaler scales
-down again and again, and while a spec change rolls out; every request must finish. The
-drain (preStop: serve on while endpoint removal propagates, then wait for in-flight requests)
-and the least-busy victims (pod-deletion-cost) are what is tested."""
+down again and again, while a spec change rolls out, and while a multi-node group is removed;
+every request must finish. The drain (preStop: serve on while endpoint removal propagates, then
+wait for in-flight requests) and the least-busy victims (pod-deletion-cost) are what is tested."""
 
 from __future__ import annotations
 
@@ -165,3 +165,38 @@ def test_a_rollout_under_load_loses_no_request(e2e_operator, crs, core, kubeconf
     # A drain that found the engine idle takes 6-7 s here (5 s propagation, two idle polls, the
     # engine's exit, the object's removal); a pod still streaming when it was told to stop waited longer.
     assert max(drains) > 7.5, drains
+
+
+def test_an_autoscaled_multi_node_group_drains_and_the_event_names_it(e2e_operator, crs, core, kubeconfig,
+                                                                       namespace):
+    # Llama-3.1-8B at its full context spans two single-L4 edge nodes (pipeline parallel 2);
+    # at ~73 ms a token a 64-token answer streams for ~5 s. A constant query asks for 2 groups,
+    # then for 1: the autoscaler removes group 1 (the highest index) under load.
+    def wanted(groups: int) -> dict:
+        return {"minReplicas": 1, "maxReplicas": 2,
+                "metrics": [{"type": "prometheus", "query": f"vector({groups})", "target": 1}],
+                "behavior": {"evaluationIntervalSeconds": 1, "scaleUpStabilizationSeconds": 0,
+                             "scaleDownStabilizationSeconds": 0, "metricsMaxAgeSeconds": 30}}
+    body = manifest("groups", namespace, wanted(2), replicas=2)
+    body["spec"].update({"model": {"source": "hf://meta-llama/Llama-3.1-8B-Instruct"},
+                         "sharding": {"allowMultiNode": True}, "resources": {"gpu": {"type": "NVIDIA-L4"}},
+                         "placement": {"profile": "edge"}})
+    body["spec"]["engine"] = {"image": "llmops/vllm-sim:latest", "drainSeconds": 60,
+                              "env": [{"name": "LLMOPS_SIM_STARTUP_SECONDS", "value": "1"}]}
+    crs.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    wait_for(lambda: ((cr(crs, namespace, "groups").get("status") or {}).get("readyReplicas") or 0) == 2, 180,
+             "two groups never got Ready")
+    with PodDeletions(core, namespace, "groups") as deletions:
+        thread, reports = in_background(load(namespace, "groups", str(kubeconfig), 40, users=4, max_tokens=64))
+        crs.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "groups",
+                                           {"spec": {"autoscaling": wanted(1)}})
+        wait_for(lambda: "groups-leader-1" in deletions.gone, 120, "group 1's leader was never removed")
+        thread.join(timeout=180)
+    report = reports[0]
+    print(f"\n{report.table()}\nremoved {sorted(deletions.gone)}; drain {deletions.drain_seconds()}")
+    assert report.requests_failed == 0, report.errors
+    assert "groups-leader-0" not in deletions.started  # the highest index goes
+    events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=groups,reason=ScaledDown")
+    messages = [e.message for e in events.items]
+    assert any("removing group 1 (StatefulSets and LeaderWorkerSets remove the highest index" in m for m in messages), \
+        messages
