@@ -176,6 +176,13 @@ spec:
 
 
 def test_plan_json_has_the_vision_block():
-    report = plan_deployment(deployment(GEMMA3_4B, tp=1, maxModelLen=8192))
-    vision = report.to_dict()
-    assert report.plan.memory.to_dict()["vision"]["largestImageTokens"] == 256 and vision
+    report = plan_deployment(deployment(GEMMA3_4B, tp=1, maxModelLen=8192)).to_dict()
+    vision = report["plan"]["memory"]["vision"]
+    assert vision["largestImageTokens"] == 256 and vision["shardedByTensorParallel"] is False
+    assert vision["parametersBillions"] == pytest.approx(0.42, abs=0.005)
+
+
+def test_tower_is_whole_on_each_gpu_when_its_heads_do_not_divide_by_tp():
+    vision = lookup_model(QWEN_VL_7B).vision  # 16 heads
+    assert vision.sharded(4) and not vision.sharded(32) and not vision.sharded(1)
+    assert not vision.sharded(4, encoder_tp_mode="data")

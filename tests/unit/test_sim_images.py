@@ -120,3 +120,16 @@ def test_encoder_work_runs_once_with_the_first_prefill_step():
     plain = EngineRequest("t", 1300, 4, "length")
     assert Engine.take_encoder_work([(request, 1300), (plain, 1300)]) == work
     assert Engine.take_encoder_work([(request, 1)]) == 0.0
+
+
+def test_the_simulator_reads_the_multimodal_flags_and_refuses_bad_ones():
+    from llmops.sim.config import ConfigError, build_config
+
+    config = build_config(["Qwen/Qwen2.5-VL-3B-Instruct", "--limit-mm-per-prompt", '{"image": 2}',
+                           "--mm-processor-kwargs", '{"max_pixels": 1003520}', "--mm-processor-cache-gb", "1"], {})
+    mm = config.multimodal
+    assert (mm.vision.family, mm.allowed("image"), mm.allowed("video"), mm.max_pixels, mm.cache_gb) == (
+        "qwen2.5-vl", 2, 999, 1003520, 1.0)
+    assert build_config(["Qwen/Qwen2.5-0.5B-Instruct"], {}).multimodal.vision is None
+    with pytest.raises(ConfigError, match="argument --limit-mm-per-prompt"):
+        build_config(["Qwen/Qwen2.5-VL-3B-Instruct", "--limit-mm-per-prompt", "image=2"], {})
