@@ -133,3 +133,14 @@ def test_the_simulator_reads_the_multimodal_flags_and_refuses_bad_ones():
     assert build_config(["Qwen/Qwen2.5-0.5B-Instruct"], {}).multimodal.vision is None
     with pytest.raises(ConfigError, match="argument --limit-mm-per-prompt"):
         build_config(["Qwen/Qwen2.5-VL-3B-Instruct", "--limit-mm-per-prompt", "image=2"], {})
+
+
+def test_vlm_kv_per_token_is_the_catalogue_shape_and_text_models_keep_their_size_class():
+    from llmops.planner.memory import kv_bytes_per_token
+    from llmops.sim import profiles as prof
+    from llmops.sim.config import build_config
+
+    vlm = build_config(["Qwen/Qwen2.5-VL-7B-Instruct"], {})
+    assert vlm.kv_bytes_per_token == kv_bytes_per_token(lookup_model("Qwen/Qwen2.5-VL-7B-Instruct"), 1, 1, 2)
+    text = build_config(["Qwen/Qwen2.5-7B-Instruct"], {})
+    assert text.shape == prof.shape_for(7.0)

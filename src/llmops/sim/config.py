@@ -114,7 +114,8 @@ class SimConfig:
 
     @property
     def shape(self) -> prof.ModelShape:
-        return prof.shape_for(self.params_b, self.profiles)
+        vision_model = self.multimodal.vision is not None and self.multimodal.language_shape is not None
+        return self.multimodal.language_shape if vision_model else prof.shape_for(self.params_b, self.profiles)
 
     @property
     def weight_bytes(self) -> float:
@@ -467,6 +468,11 @@ def build_config(argv: Sequence[str], env: Mapping[str, str], profile_yaml: str 
     try:
         multimodal = mm.build(info.vision if info else None, args.limit_mm_per_prompt, args.mm_processor_kwargs,
                               args.mm_processor_cache_gb, params_b)
+        if info is not None and info.vision is not None:
+            # Vision-language models (new to the simulator) take their KV shape from the catalogue's
+            # config.json figures, so image tokens cost what they cost; text models keep the size classes.
+            multimodal = dataclasses.replace(multimodal, language_shape=prof.ModelShape(
+                info.parameters_billions, info.layers, info.kv_heads, info.head_dim))
     except mm.MultimodalFlagError as exc:
         raise ConfigError(str(exc), argparse_line=str(exc).startswith("vllm serve: error:")) from None
     if multimodal.vision:

@@ -37,6 +37,7 @@ class MultimodalConfig:
     max_pixels: int | None = None  # --mm-processor-kwargs max_pixels
     cache_gb: float = DEFAULT_CACHE_GB  # --mm-processor-cache-gb
     language_params_b: float = 7.0
+    language_shape: Any = None  # profiles.ModelShape of a catalogued vision-language model
 
     def allowed(self, modality: str) -> int:
         """vllm/multimodal/processing/context.py validate_num_items: the user's limit (999 when
