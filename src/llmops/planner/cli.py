@@ -108,7 +108,8 @@ def render_catalogues() -> str:
     lines = [f"{'model (hf repo)':<46}{'params':>8}{'layers':>7}{'heads':>6}{'kv':>4}{'hdim':>5}{'context':>9}  source"]
     for m in MODEL_CATALOGUE:
         lines.append(f"{m.name:<46}{m.parameters_billions:>7g}B{m.layers:>7}{m.attention_heads:>6}{m.kv_heads:>4}"
-                     f"{m.head_dim:>5}{m.context_length or 0:>9}  {m.source}")
+                     f"{m.head_dim:>5}{m.context_length or 0:>9}  {m.source}"
+                     + (f"  (vision-language: {m.vision.family} tower)" if m.vision else ""))
     lines.append("")
     lines.append(f"{'gpu (nvidia.com/gpu.product)':<36}{'GiB':>7}{'cc':>5}  also known as")
     for g in GPU_CATALOGUE:
