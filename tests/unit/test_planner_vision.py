@@ -186,3 +186,13 @@ def test_tower_is_whole_on_each_gpu_when_its_heads_do_not_divide_by_tp():
     vision = lookup_model(QWEN_VL_7B).vision  # 16 heads
     assert vision.sharded(4) and not vision.sharded(32) and not vision.sharded(1)
     assert not vision.sharded(4, encoder_tp_mode="data")
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("hf://Qwen/Qwen2.5-VL-7B-Instruct-AWQ", "Qwen/Qwen2.5-VL-7B-Instruct"),
+    ("hf://RedHatAI/Qwen2.5-VL-3B-Instruct-FP8-Dynamic", "Qwen/Qwen2.5-VL-3B-Instruct"),
+    ("hf://unsloth/gemma-3-4b-it-bnb-4bit", "google/gemma-3-4b-it"),
+    ("hf://Qwen/Qwen2.5-7B-Instruct", "Qwen/Qwen2.5-7B-Instruct"),  # the text model stays text
+])
+def test_quantized_vlm_uploads_find_their_vlm(source, expected):
+    assert lookup_model(source).name == expected
