@@ -9,6 +9,7 @@ import copy
 from llmops.api.v1alpha1 import VLLM_PORT, LLMDeployment, PlacementProfile, QuantizationMethod, ZoneSpread
 from llmops.render.context import ResolvedSharding
 from llmops.render.meta import common_labels, selector_labels
+from llmops.render.multimodal import multimodal_args
 from llmops.stage.layout import model_dir
 
 MODEL_CACHE_PATH = "/root/.cache/huggingface"
@@ -66,7 +67,7 @@ def vllm_args(d: LLMDeployment, sharding: ResolvedSharding) -> list[str]:
         ("--kv-cache-dtype", engine.kv_cache_dtype),
     ]
     args += [item for flag, value in optional if value is not None for item in (flag, str(value))]
-    return args + list(engine.extra_args)
+    return args + multimodal_args(engine.multimodal) + list(engine.extra_args)
 
 
 def _resources(d: LLMDeployment, gpus: int) -> dict[str, Any]:
