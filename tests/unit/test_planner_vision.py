@@ -58,7 +58,7 @@ def test_language_model_plus_tower_is_the_card_total(source, total_billions):
     (448, 448, 256),      # 16 x 16
     (10, 10, 4),          # scaled up to min_pixels 3136 = 56 x 56
     (8000, 8000, 16384),  # scaled down to max_pixels 12845056: 128 x 128
-    (1000, 10, 36),       # 1008 x 28 (aspect 100 is allowed)
+    (1000, 10, 20),       # the 10-px side rounds to 0, so it is scaled up to min_pixels: 560 x 28 (aspect 100 is allowed)
 ])
 def test_qwen2_5_vl_tokens_follow_smart_resize(width, height, tokens):
     assert lookup_model(QWEN_VL_7B).vision.image_tokens(width, height) == tokens

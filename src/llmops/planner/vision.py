@@ -119,11 +119,15 @@ class VisionTower:
 
 
 def qwen_smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
-    """transformers' Qwen2-VL smart_resize: sides multiples of factor, area within the bounds."""
+    """transformers' Qwen2-VL smart_resize: sides multiples of factor, area within the bounds.
+
+    As transformers 5.17.0 models/qwen2_vl/image_processing_qwen2_vl.py has it (vLLM's qwen2_vl.py
+    _get_vision_info imports it from there): the first rounding has no max(factor, ...) floor, unlike
+    qwen_vl_utils; a side under factor/2 rounds to 0, so the image goes up to min_pixels instead."""
     if max(height, width) / min(height, width) > 200:
         raise ValueError(f"absolute aspect ratio must be smaller than 200, got {max(height, width) / min(height, width)}")
-    h_bar = max(factor, round(height / factor) * factor)
-    w_bar = max(factor, round(width / factor) * factor)
+    h_bar = round(height / factor) * factor
+    w_bar = round(width / factor) * factor
     if h_bar * w_bar > max_pixels:
         beta = math.sqrt((height * width) / max_pixels)
         h_bar = max(factor, math.floor(height / beta / factor) * factor)
