@@ -5,6 +5,7 @@ the cluster has, capped at what the scheduler can place."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -23,7 +24,8 @@ COMPRESSED = {"evaluationIntervalSeconds": 2, "metricsMaxAgeSeconds": 10}
 RATIO_BEHAVIOR = {**COMPRESSED, "scaleUpStabilizationSeconds": 3, "scaleDownStabilizationSeconds": 30}
 DEMAND = {"fastWindowSeconds": 10, "slowWindowSeconds": 30, "coldStartSecondsHint": 10,
           "serviceSecondsHint": 3, "targetUtilization": 0.9, "safetyFactor": 0.5}
-TRACE = sc.Scenario(phases=(sc.Phase(20, 0.3, 0.3), sc.Phase(70, 1.6, 1.6), sc.Phase(40, 0.3, 0.3)),
+PLATEAU_RATE = 1.6
+TRACE = sc.Scenario(phases=(sc.Phase(20, 0.3, 0.3), sc.Phase(70, PLATEAU_RATE, PLATEAU_RATE), sc.Phase(40, 0.3, 0.3)),
                     arrival="poisson", api="completions", prompt_tokens=64, max_tokens=48)
 PLATEAU = (20.0, 90.0)  # seconds into the trace
 
@@ -85,6 +87,11 @@ class Recorder:
         moves = [(b > a) - (b < a) for a, b in zip(replicas, replicas[1:]) if b != a]
         return sum(1 for a, b in zip(moves, moves[1:]) if a != b)
 
+    def changes(self, name: str) -> list[tuple[float, int, int]]:
+        """(time, replicas, ready) where either changed: a short failure message."""
+        points = self.samples[name]
+        return [p for i, p in enumerate(points) if i == 0 or p[1:] != points[i - 1][1:]]
+
     def peak_ready(self, name: str, start: float, end: float) -> int:
         return max((r for t, _, r in self.samples[name] if start <= t <= end), default=0)
 
@@ -121,9 +128,11 @@ def test_demand_mode_reaches_the_load_with_fewer_replica_seconds_than_ratio(e2e_
     print(f"replica-seconds, ok/sent, TTFT p90: {figures}")
     decision = cr(crs, namespace, "demand")["status"]["autoscaling"]["lastDecision"]
     assert [t["name"] for t in decision["terms"]][:2] == ["steady", "backlog"], decision
-    # 1.6 req/s x ~3 s needs at least 3 replicas of 2 sequences: demand mode must get there.
-    assert recorder.peak_ready("demand", *PLATEAU) >= 3, recorder.samples["demand"]
-    assert recorder.direction_changes("demand", PLATEAU[0] + 15, PLATEAU[1]) <= 1, recorder.samples["demand"]
+    # The plateau's rate x a request's unqueued time (the median end-to-end latency) is the
+    # concurrency it needs; at 2 sequences per replica demand mode must reach that many.
+    needed = math.ceil(PLATEAU_RATE * reports["demand"].latency.p50 / 2)
+    assert recorder.peak_ready("demand", *PLATEAU) >= needed, (needed, recorder.changes("demand"))
+    assert recorder.direction_changes("demand", PLATEAU[0] + 15, PLATEAU[1]) <= 1, recorder.changes("demand")
     assert figures["demand"][0] < figures["ratio"][0], figures
     assert reports["demand"].requests_ok >= 0.95 * len(reports["demand"].results), reports["demand"].errors
 
@@ -147,8 +156,11 @@ def test_asking_for_more_gpus_than_exist_is_capped_with_the_schedulers_reason(e2
     decision = wait_for(capped, 120, "the autoscaler never reported the capacity cap")
     assert decision["capacity"]["cap"] == decision["capacity"]["scheduled"] + 1
     assert "Insufficient nvidia.com/gpu" in decision["capacity"]["reason"], decision
-    condition = next(c for c in cr(crs, namespace, "big")["status"]["conditions"] if c["type"] == "Autoscaling")
-    assert condition["reason"] == "CapacityCapped" and "unschedulable: 0/" in condition["message"]
+    # Other status writers may momentarily replace the conditions list (issue 17); wait for it.
+    condition = wait_for(lambda: next((c for c in (cr(crs, namespace, "big")["status"].get("conditions") or [])
+                                       if c["type"] == "Autoscaling" and c["reason"] == "CapacityCapped"), None),
+                         30, "the Autoscaling condition never said CapacityCapped")
+    assert "unschedulable: 0/" in condition["message"]
     # Settles at what fits plus one probe, not at maxReplicas.
     settled = wait_for(lambda: (d := capped()) and cr(crs, namespace, "big")["spec"]["replicas"] == d["capacity"]["cap"]
                        and d, 60, "replicas did not settle at the schedulable ones + 1 probe")

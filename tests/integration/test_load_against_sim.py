@@ -165,3 +165,40 @@ def _running(url: str) -> float:
     import urllib.request
     text = urllib.request.urlopen(url + "/metrics", timeout=2).read().decode()
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("vllm:num_requests_running{"))
+
+
+@pytest.fixture(scope="module")
+def vlm_sim():
+    process = start_sim(["Qwen/Qwen2.5-VL-3B-Instruct", "--max-model-len", "16384", "--limit-mm-per-prompt",
+                         '{"image": 3}'], env={"LLMOPS_SIM_GPU": "NVIDIA-L4", "LLMOPS_SIM_SPEED": "10"})
+    process.wait_ready()
+    yield process
+    process.stop()
+
+
+def test_image_scenario_from_the_python_api(vlm_sim):
+    from llmops.load.images import ImageMix
+    from llmops.planner.models import lookup_model
+
+    mix = ImageMix(per_request=2, sizes=((640, 480, 1.0),), distinct=1)
+    report = run_load_sync(quiet(url=vlm_sim.url, concurrency=2, duration=30, max_requests=4, prompt_tokens=20,
+                                 max_tokens=4, images=mix))
+    assert report.requests_ok == 4 and not report.errors
+    per_image = lookup_model("Qwen/Qwen2.5-VL-3B-Instruct").vision.image_tokens(640, 480)
+    text = run_load_sync(quiet(url=vlm_sim.url, concurrency=1, duration=30, max_requests=1, prompt_tokens=20,
+                               max_tokens=4)).prompt_tokens
+    assert report.prompt_tokens == 4 * (text + 2 * per_image)
+
+
+def test_image_cli_and_the_servers_limit(vlm_sim, tmp_path):
+    out = tmp_path / "report.json"
+    base = [sys.executable, "-c", CLI_ENTRY, "load", "--url", vlm_sim.url, "--concurrency", "1", "--max-requests",
+            "2", "--max-tokens", "2", "--progress-interval", "0", "--image-sizes", "320x240,1280x720:2"]
+    done = subprocess.run(base + ["--images", "3", "--json", str(out)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out.read_text())["requests_ok"] == 2
+    over = subprocess.run(base + ["--images", "4", "--json", str(out)], capture_output=True, text=True, timeout=60)
+    assert over.returncode == 1  # every request refused with vLLM's 400
+    assert json.loads(out.read_text())["requests_ok"] == 0
+    bad = subprocess.run(base + ["--images", "1", "--image-sizes", "big"], capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "--images.sizes: 'big' is not WIDTHxHEIGHT" in bad.stderr

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from enum import Enum
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -170,6 +170,34 @@ DEFAULT_DRAIN_SECONDS = 120
 MAX_DRAIN_SECONDS = 3600  # beyond an hour a scale-down or rollout would hang on one request
 
 
+class MultimodalSpec(ApiModel):
+    """vLLM's multimodal limits for a vision-language model (spec.engine.multimodal)."""
+
+    images_per_prompt: Optional[int] = Field(
+        default=None, ge=1, le=999,
+        description="Most images one request may carry (--limit-mm-per-prompt image); vLLM allows 999.",
+    )
+    videos_per_prompt: Optional[int] = Field(
+        default=None, ge=1, le=999, description="Most videos one request may carry (--limit-mm-per-prompt video).",
+    )
+    max_image_pixels: Optional[int] = Field(
+        default=None, ge=3136, le=100_000_000,
+        description="Largest image area the processor keeps, in pixels; larger images are scaled down "
+                    "(--mm-processor-kwargs max_pixels; Qwen2.5-VL, whose processor bounds the area).",
+    )
+    processor_cache_gib: Optional[float] = Field(
+        default=None, ge=0, le=1024, alias="processorCacheGiB",
+        description="Cache of processed images in GiB of host memory, 0 disables it (--mm-processor-cache-gb; "
+                    "vLLM's default 4).",
+    )
+    encoder_tensor_parallel_mode: Optional[Literal["weights", "data"]] = Field(
+        default=None,
+        description="weights (vLLM's default): the vision encoder is sharded like the language model; "
+                    "data: every tensor-parallel GPU holds the whole encoder and takes a share of the images "
+                    "(--mm-encoder-tp-mode).",
+    )
+
+
 class EngineSpec(ApiModel):
     image: str = Field(default=DEFAULT_VLLM_IMAGE, description="vLLM OpenAI server image.", min_length=1)
     max_model_len: Optional[int] = Field(
@@ -185,6 +213,9 @@ class EngineSpec(ApiModel):
         default=None, description="Weight/activation dtype (--dtype): auto, half, float16, bfloat16, float32."
     )
     kv_cache_dtype: Optional[str] = Field(default=None, description="KV-cache dtype (--kv-cache-dtype): auto, fp8, ...")
+    multimodal: Optional[MultimodalSpec] = Field(
+        default=None, description="Limits for a vision-language model's image and video inputs."
+    )
     extra_args: list[str] = Field(default_factory=list, description="Extra `vllm serve` arguments, passed verbatim.")
     env: list[KubeObject] = Field(
         default_factory=list, description="Extra container env (core/v1 EnvVar), e.g. HF_TOKEN from a Secret."
@@ -237,6 +268,10 @@ MANAGED_FLAGS = {
     "--max-model-len": "spec.engine.maxModelLen",
     "--gpu-memory-utilization": "spec.engine.gpuMemoryUtilization",
     "--max-num-seqs": "spec.engine.maxNumSeqs",
+    "--limit-mm-per-prompt": "spec.engine.multimodal.imagesPerPrompt / videosPerPrompt",
+    "--mm-processor-kwargs": "spec.engine.multimodal.maxImagePixels",
+    "--mm-processor-cache-gb": "spec.engine.multimodal.processorCacheGiB",
+    "--mm-encoder-tp-mode": "spec.engine.multimodal.encoderTensorParallelMode",
     "--port": "the fixed serving port 8000",
     "--shutdown-timeout": "spec.engine.drainSeconds",
     "--host": "the pod network (0.0.0.0)",

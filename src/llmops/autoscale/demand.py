@@ -149,8 +149,10 @@ def size(
                 "arrivalAgeSeconds": _rounded(signals.arrival_fast.age_seconds),
                 "serviceSeconds": _rounded(service),
                 "serviceSource": service_source,
+                "serviceAgeSeconds": _rounded(signals.service_seconds.age_seconds),
                 "slotsPerReplica": _rounded(slots),
                 "slotsSource": slots_source,
+                "slotsAgeSeconds": _rounded(signals.slots_per_replica.age_seconds),
                 "load": _rounded(load),
             },
             f"{rate:.3g} req/s x {service:.3g}s = {load:.3g} busy slots (+{demand.safety_factor:g} sqrt) "

@@ -45,6 +45,13 @@ def register(subparsers) -> None:
                      help="multi-turn: cycle requests over N conversations (with --turns)")
     req.add_argument("--turns", type=int, default=1, metavar="K",
                      help="turns per conversation; each turn resends the history (default 1)")
+    req.add_argument("--images", type=int, default=0, metavar="N",
+                     help="chat: N generated PNG images per request, in front of the text (vision-language models)")
+    req.add_argument("--image-sizes", metavar="WxH[:WEIGHT],...",
+                     help="sizes the images are drawn from, e.g. 640x480,1280x720:2 (default "
+                          "640x480,1280x720,1920x1080)")
+    req.add_argument("--distinct-images", type=int, default=16, metavar="K",
+                     help="different images per size; repeats hit the server's multimodal cache (default 16)")
     out = p.add_argument_group("output")
     out.add_argument("--json", metavar="FILE", help="write the report as JSON ('-' for stdout)")
     out.add_argument("--json-results", action="store_true", help="include every request in the JSON")
@@ -86,6 +93,15 @@ def _run_checked(args) -> int:
         for name in ("prompt_tokens", "max_tokens"):
             if getattr(args, name) < 1:
                 raise _UserError(f"--{name.replace('_', '-')} must be >= 1")
+        images = None
+        if args.images or args.image_sizes:
+            from llmops.load.images import ImageMixError, parse_image_mix
+
+            try:
+                images = parse_image_mix({"per_request": args.images or 1, "distinct": args.distinct_images,
+                                          **({"sizes": args.image_sizes} if args.image_sizes else {})}, "--images")
+            except ImageMixError as exc:
+                raise _UserError(str(exc)) from None
         progress = args.progress_interval
         config = LoadConfig(
             url=args.url, service=args.service, kubeconfig=args.kubeconfig, port=args.port, api=args.api,
@@ -94,7 +110,7 @@ def _run_checked(args) -> int:
             duration=sc.parse_duration(args.duration, "--duration"), rate=args.rate,
             concurrency=args.concurrency, arrival=args.arrival, scenario=scenario,
             max_requests=args.max_requests, timeout=sc.parse_duration(args.timeout, "--timeout"), seed=args.seed,
-            shared_prefix_tokens=args.shared_prefix_tokens, sessions=args.sessions, turns=args.turns,
+            shared_prefix_tokens=args.shared_prefix_tokens, sessions=args.sessions, turns=args.turns, images=images,
             progress_interval=0.0 if str(progress).strip() in ("0", "0s") else sc.parse_duration(progress,
                                                                                                  "--progress-interval"),
         )

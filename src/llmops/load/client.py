@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from llmops.load.images import ImageMix
 from llmops.load.report import RequestResult
 
 
@@ -26,6 +27,7 @@ class RequestSpec:
     sessions: int = 0  # multi-turn: requests cycle over this many conversations ...
     turns: int = 1  # ... of this many turns, each resending the conversation so far
     seed: int = 0  # runs with different seeds send different prompts (no prefix-cache hits between runs)
+    images: ImageMix | None = None  # chat only: image parts in front of each request's own text
 
     def path(self) -> str:
         return "/v1/chat/completions" if self.api == "chat" else "/v1/completions"
@@ -38,15 +40,21 @@ class RequestSpec:
         out: list[dict] = [{"role": "system", "content": self.shared_prefix}] if self.shared_prefix else []
         sequence += self.seed * 1_000_000
         if self.sessions <= 0:
-            return out + [{"role": "user", "content": unique_prompt(self.prompt, sequence)}]
+            return out + [{"role": "user", "content": self._content(unique_prompt(self.prompt, sequence), sequence)}]
         session = sequence % self.sessions
         turn = (sequence // self.sessions) % self.turns
         conversation = sequence // (self.sessions * self.turns) * self.sessions + session  # unique per conversation
         for earlier in range(turn + 1):
-            out.append({"role": "user", "content": unique_prompt(self.prompt, conversation * 1000 + earlier)})
+            text = unique_prompt(self.prompt, conversation * 1000 + earlier)
+            out.append({"role": "user", "content": self._content(text, conversation * 1000 + earlier)})
             if earlier < turn:
                 out.append({"role": "assistant", "content": make_prompt(self.max_tokens)})
         return out
+
+    def _content(self, text: str, sequence: int) -> str | list[dict]:
+        if self.images is None:
+            return text
+        return [*self.images.parts(sequence), {"type": "text", "text": text}]
 
     def body(self, sequence: int = 0) -> dict:
         body: dict = {"model": self.model, "max_tokens": self.max_tokens, "stream": self.stream,

@@ -18,6 +18,7 @@ import aiohttp
 
 from llmops.load import scenario as sc
 from llmops.load.client import RequestSpec, make_prompt, make_system_prompt, send
+from llmops.load.images import ImageMix
 from llmops.load.report import Report, RequestResult, build_report
 from llmops.load.targets import ServiceTargets, TargetError, Targets, parse_service_ref
 
@@ -49,6 +50,7 @@ class LoadConfig:
     shared_prefix_tokens: int = 0  # a system prompt every request shares (measures prefix caching)
     sessions: int = 0  # multi-turn conversations the requests cycle over (0: independent requests)
     turns: int = 1  # turns per conversation; each turn resends the conversation so far
+    images: ImageMix | None = None  # chat requests with images (a scenario's `images` wins)
 
 
 def plan_scenario(config: LoadConfig) -> sc.Scenario:
@@ -195,6 +197,9 @@ async def run_load(config: LoadConfig) -> Report:
     if isinstance(targets, ServiceTargets):
         await targets.resolve()
     api = scenario.api or config.api
+    images = scenario.images or config.images
+    if images is not None and api != "chat":
+        raise sc.ScenarioError("images need the chat API; fix: drop --api completions or the images")
     prompt_tokens = scenario.prompt_tokens or config.prompt_tokens
     max_tokens = scenario.max_tokens or config.max_tokens
     emit = config.progress or (lambda line: print(line, file=sys.stderr, flush=True))
@@ -210,7 +215,7 @@ async def run_load(config: LoadConfig) -> Report:
         spec = RequestSpec(api, model, make_prompt(prompt_tokens), prompt_tokens + config.shared_prefix_tokens,
                            max_tokens, config.stream, config.ignore_eos,
                            shared_prefix=make_system_prompt(config.shared_prefix_tokens),
-                           sessions=config.sessions, turns=config.turns, seed=config.seed)
+                           sessions=config.sessions, turns=config.turns, seed=config.seed, images=images)
         run = _Run(config, targets, session, spec, scenario.arrival)
         helpers = [asyncio.create_task(targets.refresh_forever())]
         if config.progress_interval > 0:

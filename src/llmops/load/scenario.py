@@ -7,6 +7,7 @@ Scenario file (YAML):
     prompt_tokens: 256
     max_tokens: 128
     arrival: poisson          # or constant
+    images: {per_request: 2, sizes: [640x480, 1280x720:2], distinct: 8}  # chat only (load/images.py)
     phases:
       - {duration: 30s, rate: 5}                 # 5 requests/s
       - {duration: 60s, ramp: {from: 5, to: 40}} # rate rises linearly
@@ -20,6 +21,8 @@ import random
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping
+
+from llmops.load.images import ImageMix, ImageMixError, parse_image_mix
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -69,6 +72,7 @@ class Scenario:
     api: str | None = None
     prompt_tokens: int | None = None
     max_tokens: int | None = None
+    images: ImageMix | None = None
 
     @property
     def duration(self) -> float:
@@ -111,7 +115,7 @@ def _rate(value: Any, where: str) -> float:
 def parse_scenario(data: Any) -> Scenario:
     if not isinstance(data, Mapping):
         raise ScenarioError("scenario: must be a mapping with a 'phases' list")
-    allowed = {"phases", "arrival", "api", "prompt_tokens", "max_tokens"}
+    allowed = {"phases", "arrival", "api", "prompt_tokens", "max_tokens", "images"}
     unknown = set(data) - allowed
     if unknown:
         raise ScenarioError(f"scenario: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
@@ -128,8 +132,14 @@ def parse_scenario(data: Any) -> Scenario:
         value = data.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ScenarioError(f"scenario.{key}: must be a positive integer")
+    try:
+        images = parse_image_mix(data["images"]) if data.get("images") is not None else None
+    except ImageMixError as exc:
+        raise ScenarioError(str(exc)) from None
+    if images is not None and api == "completions":
+        raise ScenarioError("scenario.images: images need api: chat (the completions API takes text only)")
     return Scenario(tuple(parse_phase(p, i) for i, p in enumerate(phases)), arrival, api,
-                    data.get("prompt_tokens"), data.get("max_tokens"))
+                    data.get("prompt_tokens"), data.get("max_tokens"), images)
 
 
 def _time_of_cumulative(phase: Phase, cumulative: float) -> float:

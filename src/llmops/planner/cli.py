@@ -48,6 +48,11 @@ def render_report(name: str, source: str, report: FitReport) -> str:
             f"{model.attention_heads} attention / {model.kv_heads} KV heads, head dim {model.head_dim}, "
             f"context {model.context_length or 'unknown'}")
         lines.append(f"          figures from {model.source}")
+        if model.vision:
+            v = model.vision
+            lines.append(f"vision    {v.family} tower: {v.parameters_billions:.3f}B parameters ({v.layers} layers, "
+                         f"hidden {v.hidden_size}, {v.heads} heads, {v.patch_size}-px patches), kept 16-bit")
+            lines.append(f"          image tokens as the processor computes them ({v.preprocessor})")
     else:
         lines.append("model     unknown to the planner")
     gpu = report.gpu
@@ -67,8 +72,15 @@ def render_report(name: str, source: str, report: FitReport) -> str:
                               f"{memory.budget_gib:.2f}"))
             lines.append(_row(f"weights ({memory.weight_format}; {memory.model_weights_gib:.2f} GiB in all)",
                               f"{memory.weights_gib:.2f}"))
+            vision = memory.vision
+            if vision:
+                how = ("split by TP" if vision.sharded
+                       else "whole on each GPU" if memory.tensor_parallel_size > 1 else "16-bit")
+                lines.append(_row(f"  of which vision tower ({how})", f"{vision.weights_gib:.2f}"))
             lines.append(_row("runtime (CUDA context, non-torch, graphs)", f"{memory.runtime_gib:.2f}"))
             lines.append(_row("activations (profiling peak)", f"{memory.activation_gib:.2f}"))
+            if vision and vision.activation_gib:
+                lines.append(_row("  of which image encoder + encoder cache", f"{vision.activation_gib:.2f}"))
             lines.append(_row("left for the KV cache", f"{memory.kv_cache_gib:.2f}"))
             if memory.min_kv_cache_gib is not None:
                 lines.append(_row(f"  one {memory.max_model_len}-token sequence (minimum)",
@@ -79,6 +91,9 @@ def render_report(name: str, source: str, report: FitReport) -> str:
             if memory.full_length_sequences is not None:
                 capacity += f" = {memory.full_length_sequences:.2f} full-length sequences"
             lines.append(f"  {capacity}")
+            if vision:
+                lines.append(f"  largest image: {vision.largest_image_tokens:,} tokens = "
+                             f"{vision.kv_gib_per_largest_image * 1024:.1f} MiB of KV cache on each GPU")
             lines.append(f"  fits: {'yes' if memory.fits else 'NO'}")
     for problem in report.problems:
         lines.append(f"error: {problem}")
@@ -93,7 +108,8 @@ def render_catalogues() -> str:
     lines = [f"{'model (hf repo)':<46}{'params':>8}{'layers':>7}{'heads':>6}{'kv':>4}{'hdim':>5}{'context':>9}  source"]
     for m in MODEL_CATALOGUE:
         lines.append(f"{m.name:<46}{m.parameters_billions:>7g}B{m.layers:>7}{m.attention_heads:>6}{m.kv_heads:>4}"
-                     f"{m.head_dim:>5}{m.context_length or 0:>9}  {m.source}")
+                     f"{m.head_dim:>5}{m.context_length or 0:>9}  {m.source}"
+                     + (f"  (vision-language: {m.vision.family} tower)" if m.vision else ""))
     lines.append("")
     lines.append(f"{'gpu (nvidia.com/gpu.product)':<36}{'GiB':>7}{'cc':>5}  also known as")
     for g in GPU_CATALOGUE:

@@ -33,6 +33,7 @@ from llmops.planner.layout import (
 )
 from llmops.planner.memory import EngineSettings, MemoryBreakdown, engine_settings, estimate_memory
 from llmops.planner.models import ModelInfo, resolve_model
+from llmops.planner.multimodal import multimodal_problems
 from llmops.planner.quantization import FOUR_BIT_GROUPED, MIN_CAPABILITY, removed_method_message, weight_format
 
 if TYPE_CHECKING:
@@ -415,6 +416,7 @@ def _model_checks(d: LLMDeployment, model: Optional[ModelInfo]) -> tuple[list[Pr
         else:
             warnings.append(f"{unknown}: fit not checked; set spec.model.shape to check it")
         return problems, warnings
+    problems += [_problem(path, message) for path, message in multimodal_problems(spec, model)]
     limit = spec.engine.max_model_len
     if limit and model.context_length and limit > model.context_length:
         problems.append(_problem("spec.engine.maxModelLen", (

@@ -23,6 +23,13 @@ Figures that are assumptions rather than vLLM rules (stated so they can be chall
 - vLLM defaults for the API server (vllm/engine/arg_utils.py get_batch_defaults):
   max_num_batched_tokens 8192 and max_num_seqs 1024 on GPUs with >= 70 GiB that are not
   A100, else 2048 and 256.
+- Vision-language models (planner/vision.py): the vision tower stays 16-bit (quantized VLM
+  checkpoints keep it unquantized), sits on the first pipeline stage, and is split by TP unless
+  vLLM replicates it; its profiling peak is one largest image through the encoder
+  (patches x 2 bytes x (4 x hidden + 3 x intermediate)), taken instead of the text forward
+  when larger, plus the encoder cache: max(max_num_batched_tokens, largest image's tokens)
+  embeddings of the language model's width, 16-bit (vllm/multimodal/encoder_budget.py).
+  Image tokens take KV cache like text tokens (Qwen2.5-VL, Gemma 3).
 - Sliding-window layers (Gemma 2, Mistral v0.1) are counted as full attention, and KV-head
   replication's extra weights are ignored: both make the estimate slightly larger, never smaller.
 """
@@ -59,6 +66,8 @@ class EngineSettings:
     weights: WeightFormat
     kv_bytes: float
     max_model_len_from: str  # spec.engine.maxModelLen or the model's context length
+    max_image_pixels: Optional[int] = None  # spec.engine.multimodal.maxImagePixels
+    encoder_tp_mode: str = "weights"  # spec.engine.multimodal.encoderTensorParallelMode
 
 
 def _extra_arg(args: list[str], flag: str) -> Optional[str]:
@@ -117,6 +126,8 @@ def engine_settings(spec: LLMDeploymentSpec, model: ModelInfo, gpu: GPUInfo) -> 
         weights=fmt,
         kv_bytes=kv_cache_bytes(spec, fmt),
         max_model_len_from="spec.engine.maxModelLen" if engine.max_model_len else "the model's context length",
+        max_image_pixels=engine.multimodal.max_image_pixels if engine.multimodal else None,
+        encoder_tp_mode=(engine.multimodal.encoder_tensor_parallel_mode if engine.multimodal else None) or "weights",
     )
 
 
@@ -143,6 +154,7 @@ class MemoryBreakdown:
     full_length_sequences: Optional[float]  # concurrent max_model_len sequences that fit
     headroom_gib: Optional[float]  # kv_cache_gib - min_kv_cache_gib
     longest_model_len: int  # the largest maxModelLen whose one sequence would fit
+    vision: Optional["VisionMemory"] = None  # vision-language models only
 
     @property
     def weights_fit(self) -> bool:
@@ -182,7 +194,30 @@ class MemoryBreakdown:
             else round(self.full_length_sequences, 2),
             "headroomGiB": None if self.headroom_gib is None else round(self.headroom_gib, 2),
             "longestModelLen": self.longest_model_len,
+            **({"vision": self.vision.to_dict()} if self.vision else {}),
             "fits": self.fits,
+        }
+
+
+@dataclass(frozen=True)
+class VisionMemory:
+    """The vision tower's share of one GPU, and what its largest image costs."""
+
+    parameters_billions: float
+    weights_gib: float  # on this GPU (included in MemoryBreakdown.weights_gib)
+    sharded: bool  # split by TP (else every TP rank holds all of it)
+    largest_image_tokens: int
+    kv_gib_per_largest_image: float  # on this GPU
+    activation_gib: float  # encoder forward + encoder cache (included in MemoryBreakdown.activation_gib)
+
+    def to_dict(self) -> dict:
+        return {
+            "parametersBillions": round(self.parameters_billions, 3),
+            "weightsGiB": round(self.weights_gib, 2),
+            "shardedByTensorParallel": self.sharded,
+            "largestImageTokens": self.largest_image_tokens,
+            "kvCacheGiBPerLargestImage": round(self.kv_gib_per_largest_image, 3),
+            "activationGiB": round(self.activation_gib, 2),
         }
 
 
@@ -208,13 +243,36 @@ def weight_bytes_per_gpu(model: ModelInfo, fmt: WeightFormat, tp: int, pp: int) 
     """Weights on the busiest GPU: its stage's share of the layers plus, on the first/last
     stage, the embedding/output head (both on the only stage when PP = 1), split by TP."""
     embedding_params = model.embedding_parameters
-    layer_params = model.parameters - embedding_params
+    layer_params = model.language_parameters - embedding_params
     stage_layers = layers_per_stage(model, pp) / model.layers
     if pp == 1:
         stage_embedding = embedding_params
     else:
         stage_embedding = (model.vocab_size or 0) * model.hidden_size
     return (layer_params * stage_layers * fmt.linear_bytes + stage_embedding * fmt.embedding_bytes) / tp
+
+
+VISION_BYTES = 2  # the vision tower is loaded 16-bit
+
+
+def vision_weight_bytes(model: ModelInfo, tp: int, encoder_tp_mode: str) -> float:
+    if model.vision is None:
+        return 0.0
+    shards = tp if model.vision.sharded(tp, encoder_tp_mode) else 1
+    return model.vision.parameters * VISION_BYTES / shards
+
+
+def vision_activation_bytes(model: ModelInfo, settings: EngineSettings, tp: int) -> tuple[float, float]:
+    """(encoder forward peak for the largest image, encoder cache) on one GPU."""
+    vision = model.vision
+    if vision is None:
+        return 0.0, 0.0
+    largest = vision.max_image_tokens(settings.max_image_pixels)
+    shards = tp if vision.sharded(tp, settings.encoder_tp_mode) else 1
+    forward = vision.encoder_patches(largest) * VISION_BYTES * (
+        4 * vision.hidden_size + 3 * vision.intermediate_size / shards)
+    cache = max(settings.max_num_batched_tokens, largest) * model.hidden_size * VISION_BYTES
+    return forward, cache
 
 
 def activation_bytes(model: ModelInfo, settings: EngineSettings, tp: int) -> float:
@@ -229,11 +287,27 @@ def estimate_memory(model: ModelInfo, gpu: GPUInfo, settings: EngineSettings, tp
                     pp: int = 1) -> MemoryBreakdown:
     budget = gpu.memory_bytes * settings.gpu_memory_utilization
     model_weights = weight_bytes_per_gpu(model, settings.weights, 1, 1)
-    weights = max(weight_bytes_per_gpu(model, settings.weights, tp, pp) - settings.cpu_offload_gib * GIB, 0.0)
+    model_weights += vision_weight_bytes(model, 1, settings.encoder_tp_mode)
+    vision_weights = vision_weight_bytes(model, tp, settings.encoder_tp_mode)
+    weights = max(weight_bytes_per_gpu(model, settings.weights, tp, pp) + vision_weights
+                  - settings.cpu_offload_gib * GIB, 0.0)
     runtime = (RUNTIME_FIXED_GIB + (0.0 if settings.enforce_eager else CUDA_GRAPHS_GIB)) * GIB
-    activation = activation_bytes(model, settings, tp)
+    text_activation = activation_bytes(model, settings, tp)
+    encoder_forward, encoder_cache = vision_activation_bytes(model, settings, tp)
+    activation = max(text_activation, encoder_forward) + encoder_cache
     kv_cache = budget - weights - runtime - activation
     per_token = kv_bytes_per_token(model, tp, pp, settings.kv_bytes)
+    vision = None
+    if model.vision is not None:
+        largest = model.vision.max_image_tokens(settings.max_image_pixels)
+        vision = VisionMemory(
+            parameters_billions=model.vision.parameters_billions,
+            weights_gib=vision_weights / GIB,
+            sharded=model.vision.sharded(tp, settings.encoder_tp_mode),
+            largest_image_tokens=largest,
+            kv_gib_per_largest_image=largest * per_token / GIB,
+            activation_gib=(activation - text_activation) / GIB if activation > text_activation else 0.0,
+        )
     blocks = int(max(kv_cache, 0) // (per_token * KV_BLOCK_TOKENS))
     tokens = blocks * KV_BLOCK_TOKENS
     max_len = settings.max_model_len
@@ -265,4 +339,5 @@ def estimate_memory(model: ModelInfo, gpu: GPUInfo, settings: EngineSettings, tp
         full_length_sequences=sequences,
         headroom_gib=headroom,
         longest_model_len=longest,
+        vision=vision,
     )

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from llmops.api.v1alpha1 import ModelShape, ModelSpec
+from llmops.planner.vision import GEMMA3, MLLAMA, QWEN2_5_VL, VisionTower
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,16 @@ class ModelInfo:
     mla_cache_width: Optional[int] = None
     source: str = ""
     aliases: tuple[str, ...] = field(default=(), compare=False)
+    vision: Optional[VisionTower] = None  # vision-language models: the image encoder and projector
+
+    @property
+    def multimodal(self) -> bool:
+        return self.vision is not None
+
+    @property
+    def language_parameters(self) -> float:
+        """Everything but the vision tower (parameters_billions counts both, as model cards do)."""
+        return self.parameters - (self.vision.parameters if self.vision else 0.0)
 
     @property
     def parameters(self) -> float:
@@ -60,13 +71,60 @@ def _hf(repo: str) -> str:
 def _model(repo: str, params: float, layers: int, heads: int, kv: int, hidden: int, context: int, *,
            head_dim: Optional[int] = None, vocab: Optional[int] = None, tied: bool = False,
            intermediate: Optional[int] = None, experts: Optional[int] = None,
-           mla: Optional[int] = None, aliases: tuple[str, ...] = ()) -> ModelInfo:
+           mla: Optional[int] = None, aliases: tuple[str, ...] = (),
+           vision: Optional[VisionTower] = None) -> ModelInfo:
     return ModelInfo(
         name=repo, parameters_billions=params, layers=layers, attention_heads=heads, kv_heads=kv,
         hidden_size=hidden, head_dim=head_dim or hidden // heads, context_length=context,
         vocab_size=vocab, tied_embeddings=tied, intermediate_size=intermediate, experts=experts,
-        mla_cache_width=mla, source=_hf(repo), aliases=aliases,
+        mla_cache_width=mla, source=_hf(repo), aliases=aliases, vision=vision,
     )
+
+
+def _preprocessor(repo: str) -> str:
+    return f"https://huggingface.co/{repo}/blob/main/preprocessor_config.json"
+
+
+def _qwen2_5_vl_tower(repo: str, output_size: int) -> VisionTower:
+    # config.json vision_config: depth 32, hidden_size 1280, intermediate_size 3420, num_heads 16,
+    # patch_size 14, spatial_merge_size 2, temporal_patch_size 2, out_hidden_size = the LM's hidden;
+    # preprocessor_config.json: min_pixels 3136, max_pixels 12845056.
+    # Verified against public copies (2026-12): 3B config.json in zhanggaojian/Qwen2.5-VL-3B-LLMQ_Samples
+    # models/Qwen2.5-VL-3B-Instruct/config.json; 7B config.json in Harrison-HXLiu/vlm_api_test
+    # models/Qwen2.5-VL-7B-Instruct/config.json, its module print (merger 5120 -> 3584, 32 blocks)
+    # in acproject/duorou docs/qwen2.5vl_graph.md; 7B preprocessor_config.json in
+    # remodlai/qwen-2.5-vl-7b-instruct-lexiq preprocessor_config.json, the same figures in the
+    # processor print of Jeremy-lf/MLLM-Application Qwen-02.md. No public copy of the 3B's
+    # preprocessor_config.json was found: its pixel bounds are assumed equal to the 7B's (unverified).
+    return VisionTower(family=QWEN2_5_VL, layers=32, hidden_size=1280, intermediate_size=3420, heads=16,
+                       patch_size=14, output_size=output_size, merge_size=2, temporal_patch_size=2,
+                       min_pixels=3136, max_pixels=12845056, preprocessor=_preprocessor(repo))
+
+
+def _gemma3_tower(repo: str, output_size: int) -> VisionTower:
+    # config.json vision_config (SigLIP so400m): num_hidden_layers 27, hidden_size 1152,
+    # intermediate_size 4304, num_attention_heads 16, image_size 896, patch_size 14;
+    # mm_tokens_per_image 256. Verified (2026-12) against copies of the 4B / 12B configs quoted in
+    # public code (found by exact string, repository not named by the index) and transformers 5.17.0
+    # configuration_gemma3.py (mm_tokens_per_image 256); preprocessor_config.json copies quoted in
+    # public code agree: size 896x896, image_seq_length 256, do_pan_and_scan null. vLLM's gemma3_mm.py
+    # counts (num_crops + 1) * image_seq_length, num_crops 0 without pan-and-scan.
+    return VisionTower(family=GEMMA3, layers=27, hidden_size=1152, intermediate_size=4304, heads=16,
+                       patch_size=14, output_size=output_size, image_size=896, tokens_per_image=256,
+                       preprocessor=_preprocessor(repo))
+
+
+# config.json vision_config: num_hidden_layers 32, num_global_layers 8, hidden_size 1280,
+# intermediate_size 5120, attention_heads 16, image_size 560, patch_size 14, max_num_tiles 4,
+# vision_output_dim 7680. vLLM dropped MllamaForConditionalGeneration in 0.10.2
+# (vllm/model_executor/models/registry.py, _PREVIOUSLY_SUPPORTED_MODELS), so 0.11 and 0.33 refuse it.
+# Verified (2026-12): vision_config and preprocessor_config.json (size 560x560, max_image_tiles 4)
+# quoted in danbev/learning-ai notes/llama.cpp/llama-3-2-vision.md; 1601 tokens a tile is
+# transformers 5.17.0 modeling_mllama.py num_patches = (image_size // patch_size) ** 2 + 1.
+_MLLAMA_TOWER = VisionTower(family=MLLAMA, layers=32, global_layers=8, hidden_size=1280, intermediate_size=5120,
+                            heads=16, patch_size=14, output_size=4096, image_size=560, max_tiles=4,
+                            projector_input=7680, removed_in_vllm=(0, 11),
+                            preprocessor=_preprocessor("meta-llama/Llama-3.2-11B-Vision-Instruct"))
 
 
 # repo, params (B), layers, attention heads, KV heads, hidden size, context length, extras.
@@ -141,6 +199,31 @@ MODEL_CATALOGUE: tuple[ModelInfo, ...] = (
     _model("microsoft/phi-4", 14.7, 40, 40, 10, 5120, 16384, vocab=100352, intermediate=17920),
     _model("microsoft/Phi-4-mini-instruct", 3.84, 32, 24, 8, 3072, 131072, vocab=200064, tied=True,
            intermediate=8192),
+    # Vision-language models: the language model's figures are config.json's text part (top level for
+    # Qwen2.5-VL, text_config for Gemma 3 and Llama 3.2 Vision); parameters are the model card's total,
+    # vision tower included.
+    # Qwen2.5-VL-3B total: model.safetensors.index.json total_size 7509245952 bytes of bf16 = 3.755B
+    # (zhanggaojian/Qwen2.5-VL-3B-LLMQ_Samples models/Qwen2.5-VL-3B-Instruct/model.safetensors.index.json).
+    _model("Qwen/Qwen2.5-VL-3B-Instruct", 3.75, 36, 16, 2, 2048, 128000, vocab=151936, tied=True,
+           intermediate=11008, vision=_qwen2_5_vl_tower("Qwen/Qwen2.5-VL-3B-Instruct", 2048)),
+    _model("Qwen/Qwen2.5-VL-7B-Instruct", 8.29, 28, 28, 4, 3584, 128000, vocab=152064, intermediate=18944,
+           vision=_qwen2_5_vl_tower("Qwen/Qwen2.5-VL-7B-Instruct", 3584)),
+    # Gemma 3: config.json's text_config sets only hidden/intermediate/layers (and heads/KV for 12B); the
+    # rest are transformers' Gemma3TextConfig defaults (5.17.0: vocab 262208, 8 heads, 4 KV heads,
+    # head_dim 256, max_position_embeddings 131072, tied). The text-only counts in keras-team/keras-hub
+    # keras_hub/src/models/gemma3/gemma3_presets.py (3,880,099,328 and 11,765,788,416) match the
+    # language part recomputed here to 0.01 %.
+    _model("google/gemma-3-4b-it", 4.3, 34, 8, 4, 2560, 131072, head_dim=256, vocab=262208, tied=True,
+           intermediate=10240, vision=_gemma3_tower("google/gemma-3-4b-it", 2560)),
+    _model("google/gemma-3-12b-it", 12.2, 48, 16, 8, 3840, 131072, head_dim=256, vocab=262208, tied=True,
+           intermediate=15360, vision=_gemma3_tower("google/gemma-3-12b-it", 3840)),
+    # num_hidden_layers 40 counts the 8 cross-attention layers (cross_attention_layers 3, 8, ..., 38),
+    # whose projections have the self-attention layers' shapes. text_config figures checked against
+    # config dumps quoted in public code (found by exact string; no repository-named config.json
+    # copy was found, so one independent copy only). The 10.6B total is the model card's and is not
+    # checked against a safetensors index (unverified); the figures here recompute to 10.67B.
+    _model("meta-llama/Llama-3.2-11B-Vision-Instruct", 10.6, 40, 32, 8, 4096, 131072, vocab=128256,
+           intermediate=14336, vision=_MLLAMA_TOWER, aliases=("llama-3.2-11b-vision",)),
 )
 
 # Suffixes of quantized re-uploads (longest first so -GPTQ-Int4 goes before -Int4).

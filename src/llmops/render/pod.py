@@ -11,6 +11,7 @@ from llmops.planner.quantization import image_release
 from llmops.render.context import ResolvedSharding
 from llmops.render.drain import pre_stop_lifecycle, termination_grace_seconds
 from llmops.render.meta import common_labels, selector_labels
+from llmops.render.multimodal import multimodal_args
 from llmops.stage.layout import model_dir
 
 MODEL_CACHE_PATH = "/root/.cache/huggingface"
@@ -74,7 +75,7 @@ def vllm_args(d: LLMDeployment, sharding: ResolvedSharding) -> list[str]:
         # If the preStop drain cannot run (an image without python3), vLLM itself still lets
         # in-flight requests finish after SIGTERM instead of aborting them at once.
         args += ["--shutdown-timeout", str(engine.drain_seconds)]
-    return args + list(engine.extra_args)
+    return args + multimodal_args(engine.multimodal) + list(engine.extra_args)
 
 
 def _resources(d: LLMDeployment, gpus: int) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmops.sim import tokens as tok
+from llmops.sim.multimodal import ImageInput, MediaReader, RequestError
 from llmops.sim.releases import Release
 
 
@@ -68,6 +69,7 @@ class ParsedRequest:
     token_ids: tuple[int, ...] = ()
     n: int = 1
     output_limit: int | None = None  # max_tokens after the release's context-length handling
+    images: tuple[ImageInput, ...] = ()  # in prompt order; their tokens are in prompt_tokens
 
 
 def _request_model(body: dict, served_names: tuple[str, ...], release: Release) -> str:
@@ -78,7 +80,7 @@ def _request_model(body: dict, served_names: tuple[str, ...], release: Release) 
 
 
 def parse_request(body: Any, kind: str, served_names: tuple[str, ...], max_model_len: int,
-                  release: Release) -> ParsedRequest:
+                  release: Release, media: MediaReader | None = None) -> ParsedRequest:
     if not isinstance(body, dict):
         raise bad_request("request body must be a JSON object")
     model = _request_model(body, served_names, release)
@@ -87,11 +89,15 @@ def parse_request(body: Any, kind: str, served_names: tuple[str, ...], max_model
             messages = body.get("messages")
             if not isinstance(messages, list) or not messages:
                 raise bad_request("'messages' must be a non-empty list of messages", "messages")
-            token_ids = tok.chat_token_ids(messages)
+            part_ids = (lambda part: media.part_token_ids(part, tok.VOCAB_SIZE)) if media else None
+            token_ids = tok.chat_token_ids(messages, part_ids)
         else:
             if "prompt" not in body:
                 raise bad_request("'prompt' is required", "prompt")
             token_ids = tok.prompt_token_ids(body["prompt"])
+    except RequestError as exc:
+        # over a per-prompt limit: 0.33's VLLMValidationError names the modality
+        raise (validation_error(release, str(exc), exc.parameter) if exc.parameter else bad_request(str(exc))) from None
     except ValueError as exc:
         raise bad_request(str(exc), "messages" if kind == "chat" else "prompt") from None
     prompt_tokens = len(token_ids)
@@ -137,7 +143,7 @@ def parse_request(body: Any, kind: str, served_names: tuple[str, ...], max_model
         kind=kind, model=model, prompt_tokens=prompt_tokens, max_tokens=max_tokens,
         ignore_eos=bool(body.get("ignore_eos", False)), stream=stream,
         include_usage=bool(options.get("include_usage", False)), seed=seed, token_ids=tuple(token_ids), n=n,
-        output_limit=output_limit,
+        output_limit=output_limit, images=tuple(media.images) if media else (),
     )
 
 

@@ -13,13 +13,15 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import yaml
 
+from llmops.sim import multimodal as mm
 from llmops.sim import profiles as prof
 from llmops.sim import releases as rel
 from llmops.sim import timing
+from llmops.sim.multimodal import MultimodalConfig
 
 ENV_DOC = {
     "LLMOPS_SIM_GPU": f"GPU product label value, e.g. NVIDIA-L4 (default {prof.DEFAULT_GPU})",
@@ -96,6 +98,7 @@ class SimConfig:
     data_parallel_size: int = 1  # engines, each on TP x PP GPUs (--data-parallel-size)
     enable_chunked_prefill: bool = True
     notes: tuple[str, ...] = field(default=())  # decisions worth a log line at startup
+    multimodal: MultimodalConfig = field(default_factory=lambda: MultimodalConfig(None))
 
     @property
     def legacy_metrics(self) -> bool:
@@ -111,7 +114,8 @@ class SimConfig:
 
     @property
     def shape(self) -> prof.ModelShape:
-        return prof.shape_for(self.params_b, self.profiles)
+        vision_model = self.multimodal.vision is not None and self.multimodal.language_shape is not None
+        return self.multimodal.language_shape if vision_model else prof.shape_for(self.params_b, self.profiles)
 
     @property
     def weight_bytes(self) -> float:
@@ -168,6 +172,9 @@ _KNOWN_FLAGS: dict[str, tuple[str, type, str | None]] = {
     "--data-parallel-size": ("data_parallel_size", str, None),
     "-dp": ("data_parallel_size", str, None),
     "--shutdown-timeout": ("shutdown_timeout", str, None),
+    "--limit-mm-per-prompt": ("limit_mm_per_prompt", str, None),
+    "--mm-processor-kwargs": ("mm_processor_kwargs", str, None),
+    "--mm-processor-cache-gb": ("mm_processor_cache_gb", str, None),
 }
 _BOOLEAN_FLAGS = {"--enable-prefix-caching": True, "--no-enable-prefix-caching": False,
                   "--enable-chunked-prefill": True, "--no-enable-chunked-prefill": False}
@@ -246,23 +253,33 @@ def parse_max_model_len(value: str, accepts_auto: bool = True) -> int:
     return int(text)
 
 
-def model_context_length(model: str) -> int | None:
-    """What vLLM defaults --max-model-len to: max_position_embeddings from the model's
-    config.json (a local directory), else the planner's catalogue of config.json facts (for
-    a local directory without the field, e.g. the simulated hub's, under its _name_or_path)."""
+def _catalogue_entry(model: str) -> tuple[dict, Any]:
+    """(a local directory's config.json, the planner's catalogue entry for the model: by name,
+    or for a local directory by its config's _name_or_path, e.g. the simulated hub's)."""
     from llmops.planner.models import lookup_model
 
-    name = model
+    name, hf_config = model, {}
     if model.startswith("/"):
         try:
             with open(os.path.join(model, "config.json"), encoding="utf-8") as handle:
                 hf_config = json.load(handle)
-            if hf_config.get("max_position_embeddings"):
-                return int(hf_config["max_position_embeddings"])
             name = str(hf_config.get("_name_or_path") or "")
         except (OSError, ValueError, TypeError, AttributeError):
-            return None
-    info = lookup_model(name) if name else None
+            return {}, None
+        if not isinstance(hf_config, dict):
+            return {}, None
+    return hf_config, (lookup_model(name) if name else None)
+
+
+def model_context_length(model: str) -> int | None:
+    """What vLLM defaults --max-model-len to: max_position_embeddings from the model's
+    config.json (a local directory), else the planner's catalogue of config.json facts."""
+    hf_config, info = _catalogue_entry(model)
+    try:
+        if hf_config.get("max_position_embeddings"):
+            return int(hf_config["max_position_embeddings"])
+    except (ValueError, TypeError):
+        return None
     return info.context_length if info else None
 
 
@@ -447,6 +464,20 @@ def build_config(argv: Sequence[str], env: Mapping[str, str], profile_yaml: str 
             max_model_len = FALLBACK_MAX_MODEL_LEN
             notes.append(f"context length of {model!r} unknown (not in the model catalogue); "
                          f"max_model_len {FALLBACK_MAX_MODEL_LEN} (pass --max-model-len)")
+    info = _catalogue_entry(model)[1]
+    try:
+        multimodal = mm.build(info.vision if info else None, args.limit_mm_per_prompt, args.mm_processor_kwargs,
+                              args.mm_processor_cache_gb, params_b)
+        if info is not None and info.vision is not None:
+            # Vision-language models (new to the simulator) take their KV shape from the catalogue's
+            # config.json figures, so image tokens cost what they cost; text models keep the size classes.
+            multimodal = dataclasses.replace(multimodal, language_shape=prof.ModelShape(
+                info.parameters_billions, info.layers, info.kv_heads, info.head_dim))
+    except mm.MultimodalFlagError as exc:
+        raise ConfigError(str(exc), argparse_line=str(exc).startswith("vllm serve: error:")) from None
+    if multimodal.vision:
+        notes.append(f"vision-language model ({multimodal.vision.family}): image tokens as its processor counts "
+                     "them; http(s) image URLs are not fetched")
     chunked_prefill = True if args.enable_chunked_prefill is None else args.enable_chunked_prefill
     gpu = profiles.gpus[gpu_name]
     defaults = release.batch_defaults(gpu.memory_gib, gpu_name)
@@ -491,6 +522,7 @@ def build_config(argv: Sequence[str], env: Mapping[str, str], profile_yaml: str 
         data_parallel_size=dp,
         enable_chunked_prefill=chunked_prefill,
         notes=tuple(notes),
+        multimodal=multimodal,
     )
     if max_model_len == AUTO_MAX_MODEL_LEN:
         # vllm/config/model.py (0.33): the model's own context if it fits, else the longest that does.

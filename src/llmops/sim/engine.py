@@ -56,6 +56,7 @@ class EngineRequest:
     block_hashes: tuple[bytes, ...] = ()  # of the prompt's full blocks (kvcache.block_hashes)
     parent: ParentRequest | None = None
     received_at: float | None = None  # loop clock when the HTTP request arrived (vLLM's arrival_time)
+    encoder_work: float = 0.0  # vision encoder compute still to run, in prompt-token equivalents
     arrival: float = 0.0  # loop clock when it joined the queue: the schedule's arrival
     computed: int = 0  # tokens whose KV is in the cache
     generated: int = 0
@@ -213,7 +214,7 @@ class Engine:
                 continue
             tokens = sum(n for _, n in plan)
             context = sum(req.computed + n for req, n in plan)
-            duration = timing.step_duration(self.costs, len(plan), tokens, context)
+            duration = timing.step_duration(self.costs, len(plan), tokens + self.take_encoder_work(plan), context)
             end = step_start + duration
             delay = end - loop.time() - self._wake_bias
             if delay > 0:
@@ -232,6 +233,15 @@ class Engine:
             self.stats.max_lateness = max(self.stats.max_lateness, error)
             self.complete(plan, end, observed=woke)
             step_start = end
+
+    @staticmethod
+    def take_encoder_work(plan: list[tuple[EngineRequest, int]]) -> float:
+        """The vision encoder runs in the step that first schedules a request's prompt (vLLM
+        schedules encoder inputs with the chunk that holds their placeholders)."""
+        work = sum(request.encoder_work for request, _ in plan)
+        for request, _ in plan:
+            request.encoder_work = 0.0
+        return work
 
     # --- one step, split so tests can drive it without a clock ---------------------
     def schedule(self, now: float, observed: float | None = None) -> list[tuple[EngineRequest, int]]:

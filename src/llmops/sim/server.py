@@ -26,7 +26,9 @@ from llmops.sim import tokens as tok
 from llmops.sim.config import SimConfig
 from llmops.sim.engine import Engine, EngineRequest, ParentRequest
 from llmops.sim.kvcache import block_hashes
+from llmops.sim.images import DEFAULT_REMOTE_SIZE
 from llmops.sim.metrics import VllmMetrics
+from llmops.sim.multimodal import MediaReader, ProcessorCache
 from llmops.sim.profiles import GIB
 
 log = logging.getLogger("vllm.entrypoints.openai.api_server")
@@ -77,6 +79,8 @@ class SimServer:
         self.speed = config.speed
         self.created = int(time.time())
         self.sequence = 0
+        self.processor_cache = ProcessorCache(config.multimodal.cache_gb)
+        self.remote_image_logged = False
         self.in_flight = 0
         self.failed: str | None = None
         self._tasks: list[asyncio.Task] = []
@@ -238,7 +242,8 @@ class SimServer:
         c = self.config
         try:
             body = await self._json_body(request)
-            parsed = api.parse_request(body, kind, c.served_model_names, c.max_model_len, c.release)
+            media = MediaReader(c.multimodal, c.served_model_name, self._remote_image) if kind == "chat" else None
+            parsed = api.parse_request(body, kind, c.served_model_names, c.max_model_len, c.release, media)
         except api.ApiError as exc:
             return self._error(exc)
         request_id = ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex
@@ -255,6 +260,9 @@ class SimServer:
                                   received_at=request.get("received_at"), wakeup=wakeup)
             children.append((child, seed))
         engine = min(self.engines, key=lambda e: e.load_score)
+        if parsed.images:
+            self._count_images(engine, parsed.images)
+            children[0][0].encoder_work = sum(image.encoder_work for image in parsed.images)
         self.in_flight += 1
         try:
             for child, _ in children:
@@ -273,6 +281,19 @@ class SimServer:
             for child, _ in children:
                 engine.abort(child)  # no-op when finished
             self.in_flight -= 1
+
+    def _remote_image(self, url: str) -> None:
+        if not self.remote_image_logged:
+            self.remote_image_logged = True
+            log.warning("Not fetching image URL %s (and any other http(s) image URL): the simulator assumes "
+                               "%dx%d images for them; send data: URLs for exact sizes.", url[:80], *DEFAULT_REMOTE_SIZE)
+
+    def _count_images(self, engine: Engine, images: tuple) -> None:
+        queries, hits = self.processor_cache.lookup(list(images))
+        metrics = self.metrics.engines[self.engines.index(engine)]
+        if getattr(metrics, "mm_cache_queries", None) is not None:  # 0.33's counters; 0.11 has none
+            metrics.mm_cache_queries.inc(queries)
+            metrics.mm_cache_hits.inc(hits)
 
     async def _stream(self, request: web.Request, parsed: api.ParsedRequest, engine: Engine, request_id: str,
                       children: list[tuple[EngineRequest, int]], wakeup: asyncio.Event) -> web.StreamResponse:

@@ -14,7 +14,7 @@ import hashlib
 import math
 import random
 import zlib
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 CHARS_PER_TOKEN = 4
 CHAT_TOKENS_PER_MESSAGE = 4
@@ -70,14 +70,25 @@ def _content_text(content: Any) -> str:
     raise ValueError("message content must be a string or a list of content parts")
 
 
-def chat_token_ids(messages: Sequence[Any]) -> list[int]:
+def _is_text_part(part: Any) -> bool:
+    return not isinstance(part, dict) or part.get("type") in (None, "text")
+
+
+def chat_token_ids(messages: Sequence[Any], media_ids: Callable[[dict], list[int]] | None = None) -> list[int]:
+    """media_ids: the ids of a non-text content part (an image), in place; without it (or for
+    content that is all text) non-text parts count nothing."""
     ids: list[int] = []
     for message in messages:
         if not isinstance(message, dict) or "role" not in message:
             raise ValueError("each message must be an object with a 'role'")
         role = str(message["role"])
         ids.extend(zlib.crc32(f"<{role}:{i}>".encode()) % VOCAB_SIZE for i in range(CHAT_TOKENS_PER_MESSAGE))
-        ids.extend(text_token_ids(_content_text(message.get("content"))))
+        content = message.get("content")
+        if media_ids is not None and isinstance(content, list) and not all(map(_is_text_part, content)):
+            for part in content:
+                ids.extend(text_token_ids(_content_text([part])) if _is_text_part(part) else media_ids(part))
+            continue
+        ids.extend(text_token_ids(_content_text(content)))
     ids.extend(zlib.crc32(f"<reply:{i}>".encode()) % VOCAB_SIZE for i in range(CHAT_TOKENS_FOR_REPLY))
     return ids
 
