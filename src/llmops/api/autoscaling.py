@@ -97,8 +97,9 @@ class DemandSpec(_Model):
         ge=1,
         le=100000,
         description=(
-            "Concurrent requests one replica serves. Default: the engine's --max-num-seqs (vLLM's default "
-            "for the GPU when not set), lowered to what the KV cache vLLM reports can hold."
+            "Concurrent requests one replica is sized for (the concurrency at which it still meets your latency "
+            "goal). Default: the engine's --max-num-seqs (vLLM's default for the GPU when not set) capped at 48, "
+            "lowered to what the KV cache vLLM reports can hold."
         ),
     )
     service_seconds_hint: float = Field(
@@ -179,7 +180,8 @@ class AutoscalingSpec(_Model):
         default=AutoscalingMode.ratio,
         description=(
             "ratio: HPA-like ratios of metrics to targets. demand: replicas from offered load, service time "
-            "and cold-start time (spec.autoscaling.demand); the metrics then only act as extra floors."
+            "and cold-start time (spec.autoscaling.demand); the metrics are then the fallback while no "
+            "arrival rate is measured."
         ),
     )
     demand: DemandSpec = Field(default_factory=DemandSpec, description="Settings of mode demand.")
