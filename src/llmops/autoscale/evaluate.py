@@ -175,10 +175,13 @@ async def _demand_signals(
 def _signal(plan: MetricQueries, value: QueryOutcome, age: Optional[QueryOutcome]) -> Signal:
     if not value.ok:
         return Signal(source=plan.value, error=f"{value.kind.value}: {value.message}" if value.message else value.kind.value)
-    age_seconds = age.scalar() if age is not None and age.ok else None
-    if age_seconds is not None and math.isnan(age_seconds):
-        age_seconds = None
-    return Signal(value.scalar(), age_seconds, plan.value)
+    return Signal(value.scalar(), _age_seconds(age), plan.value)
+
+
+def _age_seconds(age: Optional[QueryOutcome]) -> Optional[float]:
+    """The age query's answer; None when it failed, returned nothing or NaN."""
+    seconds = age.scalar() if age is not None and age.ok else None
+    return None if seconds is None or math.isnan(seconds) else seconds
 
 
 async def _run(prometheus: PrometheusClient, plan: MetricQueries) -> tuple[QueryOutcome, Optional[QueryOutcome]]:
@@ -196,16 +199,13 @@ def _sample(metric, plan: MetricQueries, value: QueryOutcome, age: Optional[Quer
             metric, plan.value, SampleStatus.missing,
             message="no series matched (pods not scraped yet, stale, or the metric name differs)",
         )
-    age_seconds = age.scalar() if age is not None and age.ok else None
-    if age_seconds is not None and math.isnan(age_seconds):
-        age_seconds = None
-    return MetricSample(metric, plan.value, SampleStatus.ok, value=value.scalar(), age_seconds=age_seconds)
+    return MetricSample(metric, plan.value, SampleStatus.ok, value=value.scalar(), age_seconds=_age_seconds(age))
 
 
 def _fresh_value(value: QueryOutcome, age: Optional[QueryOutcome], max_age: float) -> Optional[float]:
     if not value.ok:
         return None
-    age_seconds = age.scalar() if age is not None and age.ok else None
+    age_seconds = _age_seconds(age)
     if age_seconds is not None and age_seconds > max_age:
         return None
     result = value.scalar()

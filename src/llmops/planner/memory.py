@@ -43,6 +43,7 @@ from typing import Optional
 
 from llmops.api.v1alpha1 import LLMDeploymentSpec
 from llmops.planner.gpus import GIB, GPUInfo, lookup_gpu
+from llmops.planner.vllm_release import batch_defaults, image_release
 from llmops.planner.models import ModelInfo
 from llmops.planner.quantization import WeightFormat, kv_cache_bytes, weight_format
 
@@ -92,10 +93,9 @@ def _int_arg(args: list[str], flag: str) -> Optional[int]:
         return None
 
 
-def default_batch_limits(gpu: GPUInfo) -> tuple[int, int]:
-    """vLLM's API-server defaults (max_num_batched_tokens, max_num_seqs) for this GPU."""
-    big_gpu = gpu.memory_gib >= 70 and "A100" not in gpu.product.upper()
-    return (8192, 1024) if big_gpu else (2048, 256)
+def default_batch_limits(gpu: GPUInfo, image: Optional[str] = None) -> tuple[int, int]:
+    """vLLM's API-server defaults (max_num_batched_tokens, max_num_seqs) for this GPU and image."""
+    return batch_defaults(gpu.memory_gib, gpu.product, image_release(image) if image else None)
 
 
 def engine_max_num_seqs(spec: LLMDeploymentSpec) -> Optional[int]:
@@ -104,12 +104,12 @@ def engine_max_num_seqs(spec: LLMDeploymentSpec) -> Optional[int]:
     if spec.engine.max_num_seqs:
         return spec.engine.max_num_seqs
     gpu = lookup_gpu(spec.resources.gpu.type)
-    return default_batch_limits(gpu)[1] if gpu else None
+    return default_batch_limits(gpu, spec.engine.image)[1] if gpu else None
 
 
 def engine_settings(spec: LLMDeploymentSpec, model: ModelInfo, gpu: GPUInfo) -> EngineSettings:
     engine = spec.engine
-    default_tokens, default_seqs = default_batch_limits(gpu)
+    default_tokens, default_seqs = default_batch_limits(gpu, engine.image)
     fmt = weight_format(spec)
     offload = _extra_arg(engine.extra_args, "--cpu-offload-gb")
     try:

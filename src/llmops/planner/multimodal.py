@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from llmops.api.v1alpha1 import LLMDeploymentSpec
 from llmops.planner.models import MODEL_CATALOGUE, ModelInfo
-from llmops.planner.quantization import image_release
+from llmops.planner.vllm_release import image_release
 
 FIELD = "spec.engine.multimodal"
 

@@ -21,12 +21,12 @@ kernels on 8.0-8.6 (Ampere), which is why its minimum is 8.0 - so fp8 on a T4 (7
 
 from __future__ import annotations
 
-import re
 
 from dataclasses import dataclass
 from typing import Optional
 
 from llmops.api.v1alpha1 import LLMDeploymentSpec, QuantizationMethod
+from llmops.planner.vllm_release import image_release
 
 GROUP_SCALE_OVERHEAD = 2.5 / 128  # fp16 scale + 4-bit zero per 128-weight group
 FOUR_BIT_GROUPED = 0.5 + GROUP_SCALE_OVERHEAD
@@ -135,14 +135,6 @@ def kv_cache_bytes(spec: LLMDeploymentSpec, fmt: WeightFormat) -> float:
 # it). 0.33's QuantizationMethods (vllm/model_executor/layers/quantization/__init__.py)
 # lists neither; 0.11's lists both. Releases in between were not read, so they pass.
 REMOVED_METHODS = {"bitsandbytes": (0, 33), "gguf": (0, 33)}
-_TAG_VERSION = re.compile(r":v?(\d+)\.(\d+)(?:\.\d+)?(?:[-.+].*)?$")
-
-
-def image_release(image: str) -> Optional[tuple[int, int]]:
-    """(major, minor) of a vllm/vllm-openai:vX.Y.Z tag; None for other tags (latest, a digest)."""
-    match = _TAG_VERSION.search(image.split("@", 1)[0])
-    return (int(match.group(1)), int(match.group(2))) if match else None
-
 
 def removed_method_message(spec: LLMDeploymentSpec) -> Optional[str]:
     """Why the image's vLLM release cannot run spec.quantization.method, or None."""

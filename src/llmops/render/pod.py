@@ -7,7 +7,7 @@ from typing import Any
 import copy
 
 from llmops.api.v1alpha1 import VLLM_PORT, LLMDeployment, PlacementProfile, QuantizationMethod, ZoneSpread
-from llmops.planner.quantization import image_release
+from llmops.planner.vllm_release import image_release
 from llmops.render.context import ResolvedSharding
 from llmops.render.drain import pre_stop_lifecycle, termination_grace_seconds
 from llmops.render.meta import common_labels, selector_labels

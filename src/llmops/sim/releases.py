@@ -16,6 +16,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
+from llmops.planner.vllm_release import batch_defaults
+
 GIB = 1024**3
 
 # vllm/model_executor/layers/quantization/__init__.py: QuantizationMethods (0.11.0)
@@ -43,20 +45,17 @@ class BatchDefaults:
 
 
 def _batch_defaults_0_11(memory_gib: float, device_name: str) -> BatchDefaults:
-    """vllm/engine/arg_utils.py EngineArgs._set_default_args, UsageContext.OPENAI_API_SERVER:
-    >= 70 GiB and not an A100 -> 1024 / 8192, else 256 / 2048; then
-    max_num_seqs = min(default, max_num_batched_tokens)."""
-    if memory_gib >= 70 and "a100" not in device_name.lower():
-        return BatchDefaults(1024, 8192)
-    return BatchDefaults(256, 2048)
+    """vllm/engine/arg_utils.py EngineArgs._set_default_args, UsageContext.OPENAI_API_SERVER
+    (the rule lives with the operator's planner: llmops.planner.vllm_release.batch_defaults)."""
+    tokens, seqs = batch_defaults(memory_gib, device_name, (0, 11))
+    return BatchDefaults(seqs, tokens)
 
 
 def _batch_defaults_0_33(memory_gib: float, device_name: str) -> BatchDefaults:
-    """vllm/engine/arg_utils.py EngineArgs.get_batch_defaults, OPENAI_API_SERVER: >= 160 GiB
-    (B200-class) -> 1024 / 16384; >= 70 GiB, not A100, not GB10 -> 1024 / 8192; else 256 / 2048."""
-    if memory_gib >= 160:
-        return BatchDefaults(1024, 16384)
-    return _batch_defaults_0_11(memory_gib, device_name)
+    """vllm/engine/arg_utils.py EngineArgs.get_batch_defaults, OPENAI_API_SERVER (0.33 adds
+    the >= 160 GiB class)."""
+    tokens, seqs = batch_defaults(memory_gib, device_name, (0, 33))
+    return BatchDefaults(seqs, tokens)
 
 
 _NO_KV_0_11 = ("No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when "
