@@ -88,10 +88,7 @@ class Sizing:
     desired: int
     steady: int                   # stored in the hold window
     terms: tuple[Term, ...]
-    queue_known: bool
     message: str
-    cold_start_seconds: float
-    load: float                   # offered load in busy slots (arrival x service)
     unloaded_service: Optional[float] = None  # to remember for the next decision
 
 
@@ -208,10 +205,7 @@ def size(
         desired=want,
         steady=steady,
         terms=tuple(terms),
-        queue_known=queue is not None,
         message=f"demand -> {want} ({driver.name}): {message}",
-        cold_start_seconds=cold,
-        load=load,
         unloaded_service=unloaded,
     )
 

@@ -462,7 +462,7 @@ def _cap_to_capacity(decision: Decision, inp: PolicyInput) -> Decision:
     why = inp.capacity.message or "pods are Unschedulable"
     return replace(
         decision,
-        desired_replicas=max(cap, 0),
+        desired_replicas=cap,
         reason=Reason.capacity_capped,
         message=(
             f"wanted {decision.desired_replicas}, capped at {cap} ({scheduled} scheduled + 1 probe): "
