@@ -164,4 +164,5 @@ def test_asking_for_more_gpus_than_exist_is_capped_with_the_schedulers_reason(e2
     # Settles at what fits plus one probe, not at maxReplicas.
     settled = wait_for(lambda: (d := capped()) and cr(crs, namespace, "big")["spec"]["replicas"] == d["capacity"]["cap"]
                        and d, 60, "replicas did not settle at the schedulable ones + 1 probe")
-    assert settled["capacity"]["cap"] < 6 and settled["capacity"]["wanted"] == 6, settled
+    # What it wanted depends on the step limit from the current count; the cap is what bit.
+    assert settled["capacity"]["cap"] < settled["capacity"]["wanted"] <= 6, settled
