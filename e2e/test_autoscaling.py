@@ -9,8 +9,8 @@ import time
 import pytest
 from kubernetes import client
 
-from llmops.load.generator import LoadConfig, run_load_sync
-from llmops.testing.kube import wait_for_event_reasons
+from llmops_load.generator import LoadConfig, run_load_sync
+from llmops_testing.kube import wait_for_event_reasons
 from llmops.waiting import wait_for
 
 pytestmark = pytest.mark.cluster

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from llmops.load import scenario as sc
-from llmops.load.generator import LoadConfig, run_load_sync
+from llmops_load import scenario as sc
+from llmops_load.generator import LoadConfig, run_load_sync
 from llmops.waiting import wait_for
 
 pytestmark = pytest.mark.cluster

@@ -9,8 +9,8 @@ import threading
 import openai
 import pytest
 
-from llmops.load.generator import LoadConfig, run_load_sync
-from llmops.load.images import ImageMix, image_part
+from llmops_load.generator import LoadConfig, run_load_sync
+from llmops_load.images import ImageMix, image_part
 from llmops.planner.models import lookup_model
 from llmops.waiting import wait_for
 

@@ -8,8 +8,8 @@ import urllib.request
 
 import pytest
 
-from llmops.testing.kube import wait_for_event_reasons
-from llmops.testing.samples import sim_deployment
+from llmops_testing.kube import wait_for_event_reasons
+from llmops_testing.samples import sim_deployment
 from llmops.waiting import wait_for
 
 pytestmark = pytest.mark.cluster

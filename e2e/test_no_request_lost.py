@@ -13,7 +13,7 @@ import pytest
 from kubernetes import client, watch
 
 from llmops.autoscale.victims import DELETION_COST_ANNOTATION
-from llmops.load.generator import LoadConfig, run_load_sync
+from llmops_load.generator import LoadConfig, run_load_sync
 from llmops.waiting import wait_for
 
 pytestmark = pytest.mark.cluster

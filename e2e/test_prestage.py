@@ -12,7 +12,7 @@ import secrets
 import pytest
 
 from llmops.stage.layout import MARKER_FILE, cache_key
-from llmops.testing.samples import SIM_IMAGE, sim_deployment
+from llmops_testing.samples import SIM_IMAGE, sim_deployment
 from llmops.waiting import wait_for
 
 pytestmark = pytest.mark.cluster

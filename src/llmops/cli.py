@@ -11,10 +11,10 @@ import sys
 SUBCOMMAND_MODULES = [
     "llmops.commands",          # render, validate, crds, run
     "llmops.planner.cli",       # plan
-    "llmops.sandbox.cli",       # sandbox up/down/status/kubeconfig/demo
-    "llmops.sim.cli",           # sim serve/worker/stage
+    "llmops_sandbox.cli",       # sandbox up/down/status/kubeconfig/demo
+    "llmops_sim.cli",           # sim serve/worker/stage
     "llmops.stage.cli",         # stage fetch/wait
-    "llmops.load.cli",          # load
+    "llmops_load.cli",          # load
 ]
 
 

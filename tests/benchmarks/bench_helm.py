@@ -16,8 +16,8 @@ import uuid
 
 from kubernetes import client, config
 
-from llmops.sandbox.state import StateDir, resolve_dir
-from llmops.tools.chart import CHART_DIR, helm, render
+from llmops_sandbox.state import StateDir, resolve_dir
+from llmops_sandbox.tools.chart import CHART_DIR, helm, render
 from llmops.waiting import wait_for
 
 N = 100

@@ -16,10 +16,10 @@ import resource
 import sys
 import time
 
-from llmops.load.generator import LoadConfig, run_load_sync
-from llmops.sim import timing
-from llmops.sim.config import build_config
-from llmops.sim.process import start_sim
+from llmops_load.generator import LoadConfig, run_load_sync
+from llmops_sim import timing
+from llmops_sim.config import build_config
+from llmops_sim.process import start_sim
 
 
 def cpu_self() -> float:

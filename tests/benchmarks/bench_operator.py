@@ -21,9 +21,9 @@ from pathlib import Path
 from kubernetes import client, watch
 
 from llmops.kube import load_api_client
-from llmops.sandbox import lifecycle
-from llmops.sandbox.state import resolve_dir
-from llmops.testing.operator import install_crd, start_operator
+from llmops_sandbox import lifecycle
+from llmops_sandbox.state import resolve_dir
+from llmops_sandbox.operator_process import install_crd, start_operator
 
 GROUP, VERSION, PLURAL = "llmops.io", "v1alpha1", "llmdeployments"
 

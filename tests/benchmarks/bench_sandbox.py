@@ -15,7 +15,7 @@ from pathlib import Path
 
 from kubernetes import client, config
 
-from llmops.sandbox import lifecycle
+from llmops_sandbox import lifecycle
 from llmops.waiting import wait_for
 
 

@@ -38,8 +38,8 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from llmops.load.generator import LoadConfig, run_load_sync
-from llmops.sim.process import start_sim
+from llmops_load.generator import LoadConfig, run_load_sync
+from llmops_sim.process import start_sim
 
 
 def cpu_seconds(pid: int) -> float:

@@ -24,13 +24,13 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from llmops.load.images import image_part
+from llmops_load.images import image_part
 from llmops.planner.gpus import lookup_gpu
 from llmops.planner.memory import kv_bytes_per_token
 from llmops.planner.models import lookup_model
-from llmops.sim import timing
-from llmops.sim.config import build_config
-from llmops.sim.process import start_sim
+from llmops_sim import timing
+from llmops_sim.config import build_config
+from llmops_sim.process import start_sim
 
 MODELS = ("Qwen/Qwen2.5-VL-7B-Instruct", "google/gemma-3-4b-it")
 GPUS = ("NVIDIA-L4", "NVIDIA-A100-SXM4-80GB")

@@ -12,9 +12,9 @@ from llmops.api.autoscaling import AutoscalingSpec
 from llmops.autoscale.evaluate import evaluate_once
 from llmops.autoscale.pods import PodFacts, ReplicaCounts
 from llmops.autoscale.prometheus import PrometheusClient
-from llmops.autoscale.testing_prometheus import LocalPrometheus, ScrapeTarget, prometheus_available
-from llmops.load.generator import LoadConfig, run_load_sync
-from llmops.sim.process import start_sim
+from llmops_testing.prometheus import LocalPrometheus, ScrapeTarget, prometheus_available
+from llmops_load.generator import LoadConfig, run_load_sync
+from llmops_sim.process import start_sim
 
 pytestmark = pytest.mark.skipif(not prometheus_available(), reason="needs /usr/bin/prometheus (apt-get install prometheus)")
 

@@ -22,7 +22,7 @@ from llmops.autoscale.evaluate import evaluate_once
 from llmops.autoscale.pods import PodFacts, ReplicaCounts
 from llmops.autoscale.policy import Reason
 from llmops.autoscale.prometheus import OutcomeKind, PrometheusClient
-from llmops.autoscale.testing_prometheus import (
+from llmops_testing.prometheus import (
     LocalPrometheus,
     MetricsTarget,
     ScrapeTarget,

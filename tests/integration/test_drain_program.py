@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from llmops.load.generator import LoadConfig, run_load_sync
+from llmops_load.generator import LoadConfig, run_load_sync
 from llmops.render.drain import drain_command
-from llmops.sim.process import start_sim
+from llmops_sim.process import start_sim
 
 # Llama-3.1-8B on an A100 slowed 20x: ~0.25 s per token, so 12 tokens take ~3 s.
 SIM_ENV = {"LLMOPS_SIM_GPU": "NVIDIA-A100-SXM4-80GB", "LLMOPS_SIM_SPEED": "0.05"}

@@ -10,8 +10,8 @@ from kubernetes import client
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
-from llmops.tools.chart import VALUE_COMBINATIONS as COMBINATIONS
-from llmops.tools.chart import render
+from llmops_sandbox.tools.chart import VALUE_COMBINATIONS as COMBINATIONS
+from llmops_sandbox.tools.chart import render
 
 pytestmark = pytest.mark.cluster
 

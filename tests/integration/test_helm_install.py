@@ -18,10 +18,10 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from llmops.kube import Kube
-from llmops.tools.chart import CHART_DIR, helm
-from llmops.tools.helm import kubectl_path
-from llmops.testing.kube import read_or_none
-from llmops.testing.samples import sim_deployment
+from llmops_sandbox.tools.chart import CHART_DIR, helm
+from llmops_sandbox.tools.helm import kubectl_path
+from llmops_testing.kube import read_or_none
+from llmops_testing.samples import sim_deployment
 from llmops.waiting import wait_for
 
 pytestmark = pytest.mark.cluster

@@ -5,7 +5,7 @@ discovery (role pod) gives a pod. Debian's Prometheus has no Kubernetes discover
 `__meta_kubernetes_*` labels come through file_sd; everything after discovery (keep/drop,
 address and path, labelmap, the llmops_deployment/namespace/pod/node labels) is Prometheus' own
 relabelling. The result must equal what the sandbox's target writer gives the same pod
-(llmops.sandbox.prometheus.scrape_target), so scenarios see the same series on both clusters.
+(llmops_sandbox.prometheus.scrape_target), so scenarios see the same series on both clusters.
 Pod IPs are loopback addresses: nothing leaves the machine."""
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import pytest
 import yaml
 
 from llmops.render import ResolvedSharding, render_children
-from llmops.sandbox.binaries import find_prometheus
-from llmops.sandbox.prometheus import scrape_target
+from llmops_sandbox.binaries import find_prometheus
+from llmops_sandbox.prometheus import scrape_target
 from llmops.validation import validate_manifest
 from llmops.waiting import wait_for
 

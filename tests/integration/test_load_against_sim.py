@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from llmops.load import scenario as sc
-from llmops.load.generator import LoadConfig, run_load_sync
-from llmops.sim import timing
-from llmops.sim.config import build_config
-from llmops.sim.process import CLI_ENTRY, start_sim
+from llmops_load import scenario as sc
+from llmops_load.generator import LoadConfig, run_load_sync
+from llmops_sim import timing
+from llmops_sim.config import build_config
+from llmops_sim.process import CLI_ENTRY, start_sim
 from llmops.waiting import wait_for
 
 SIM_ARGS = ["meta-llama/Llama-3.1-8B-Instruct", "--max-num-seqs", "8"]
@@ -177,7 +177,7 @@ def vlm_sim():
 
 
 def test_image_scenario_from_the_python_api(vlm_sim):
-    from llmops.load.images import ImageMix
+    from llmops_load.images import ImageMix
     from llmops.planner.models import lookup_model
 
     mix = ImageMix(per_request=2, sizes=((640, 480, 1.0),), distinct=1)

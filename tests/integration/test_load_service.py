@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from kubernetes import client
 
-from llmops.load.generator import LoadConfig, run_load_sync
+from llmops_load.generator import LoadConfig, run_load_sync
 from llmops.waiting import wait_for
 
 pytestmark = pytest.mark.cluster

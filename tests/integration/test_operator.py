@@ -6,8 +6,8 @@ import copy
 
 import pytest
 
-from llmops.testing.kube import read_or_none
-from llmops.testing.samples import sim_deployment
+from llmops_testing.kube import read_or_none
+from llmops_testing.samples import sim_deployment
 from llmops.waiting import wait_for
 
 pytestmark = pytest.mark.cluster

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 from kubernetes import client
 
-from llmops.sandbox.processes import alive, read_pid
+from llmops_sandbox.processes import alive, read_pid
 from llmops.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -374,7 +374,7 @@ def test_container_logs_through_the_api_server(core, namespace):
 
 
 def test_host_network_pod_uses_the_node_address(core, namespace, sandbox):
-    from llmops.sandbox.lifecycle import free_ports
+    from llmops_sandbox.lifecycle import free_ports
     port = free_ports(1)[0]
     create(core, namespace, http_pod("hostnet", port=port, hostNetwork=True))
     pod = wait_ready(core, namespace, "hostnet")
@@ -421,7 +421,7 @@ def test_admission_webhook_served_from_a_pod_is_called_at_its_endpoint(core, nam
 
     from cryptography.hazmat.primitives import serialization
 
-    from llmops.sandbox.certs import _key_pem, make_ca, make_serving_cert
+    from llmops_sandbox.certs import _key_pem, make_ca, make_serving_cert
     now = datetime.datetime.now(datetime.timezone.utc)
     ca, ca_key = make_ca("webhook-ca", now)
     cert, key = make_serving_cert(ca, ca_key, "hook", [], [f"hook.{namespace}.svc"], now)

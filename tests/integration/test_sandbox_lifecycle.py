@@ -11,8 +11,8 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from llmops.sandbox.processes import alive
-from llmops.sandbox.state import StateDir
+from llmops_sandbox.processes import alive
+from llmops_sandbox.state import StateDir
 from llmops.waiting import wait_for
 
 pytestmark = pytest.mark.cluster

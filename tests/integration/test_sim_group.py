@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from llmops.sim.process import start_sim
+from llmops_sim.process import start_sim
 
 GROUP_ENV = {"LLMOPS_LEADER_ADDRESS": "10.244.9.9", "LLMOPS_GROUP_SIZE": "2", "LLMOPS_GROUP_INDEX": "1",
              "LLMOPS_SIM_GPU": "NVIDIA-L4", "LLMOPS_SIM_GPU_COUNT": "1"}

@@ -8,8 +8,8 @@ import urllib.request
 import openai
 import pytest
 
-from llmops.sim.process import start_sim
-from llmops.sim.releases import RELEASES
+from llmops_sim.process import start_sim
+from llmops_sim.releases import RELEASES
 
 EMULATED = sorted(v for v in RELEASES if v != "0.8.5")
 

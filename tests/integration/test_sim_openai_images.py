@@ -7,10 +7,10 @@ import urllib.request
 import openai
 import pytest
 
-from llmops.load.images import image_part
+from llmops_load.images import image_part
 from llmops.planner.models import lookup_model
-from llmops.sim.process import start_sim
-from llmops.sim.releases import RELEASES
+from llmops_sim.process import start_sim
+from llmops_sim.releases import RELEASES
 
 EMULATED = sorted(v for v in RELEASES if v != "0.8.5")
 QWEN_VL = lookup_model("Qwen/Qwen2.5-VL-3B-Instruct").vision

@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from llmops.sim import metrics as sim_metrics
-from llmops.sim.process import start_sim
-from llmops.sim.releases import NEWEST, RELEASES
+from llmops_sim import metrics as sim_metrics
+from llmops_sim.process import start_sim
+from llmops_sim.releases import NEWEST, RELEASES
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 

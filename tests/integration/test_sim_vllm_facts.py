@@ -16,8 +16,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from llmops.sim import tokens as tok
-from llmops.sim.process import CLI_ENTRY, start_sim
+from llmops_sim import tokens as tok
+from llmops_sim.process import CLI_ENTRY, start_sim
 from llmops.waiting import wait_for
 
 FACTS = yaml.safe_load((Path(__file__).parents[1] / "data" / "vllm_release_facts.yaml").read_text())

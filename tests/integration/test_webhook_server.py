@@ -18,8 +18,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from llmops import webhook
-from llmops.sandbox.certs import make_ca, make_serving_cert
-from llmops.testing.operator import free_port, start_operator
+from llmops_sandbox.certs import make_ca, make_serving_cert
+from llmops_sandbox.operator_process import free_port, start_operator
 from llmops.waiting import wait_for
 
 pytestmark = pytest.mark.cluster

@@ -18,9 +18,9 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmops.autoscale.policy import Reason
-from llmops.sim.metrics import VllmMetrics
-from llmops.sim.releases import RELEASES
-from llmops.tools.chart import CHART_DIR, render
+from llmops_sim.metrics import VllmMetrics
+from llmops_sim.releases import RELEASES
+from llmops_sandbox.tools.chart import CHART_DIR, render
 
 PROMETHEUS_BUILTINS = {"up"}  # series Prometheus itself writes for every target
 PROMQL_WORDS = {

@@ -1,6 +1,6 @@
 """The Helm chart renders, lints and carries the objects, security and RBAC the operator needs.
 
-Needs the helm binary (`python -m llmops.tools.helm` fetches it once; these tests do too)."""
+Needs the helm binary (`python -m llmops_sandbox.tools.helm` fetches it once; these tests do too)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from cryptography import x509
 
 from llmops import webhook
 from llmops.crd import build_crd
-from llmops.tools.chart import CHART_DIR, HelmError, lint, render
-from llmops.tools.chart import VALUE_COMBINATIONS as COMBINATIONS
+from llmops_sandbox.tools.chart import CHART_DIR, HelmError, lint, render
+from llmops_sandbox.tools.chart import VALUE_COMBINATIONS as COMBINATIONS
 
 REPO = Path(__file__).resolve().parents[2]
 MONITORING_API = "monitoring.coreos.com/v1"
@@ -339,7 +339,7 @@ def test_every_value_is_documented():
 
 
 def test_notes_tell_the_next_commands():
-    from llmops.tools.chart import helm
+    from llmops_sandbox.tools.chart import helm
 
     out = helm(["install", "demo", str(CHART_DIR), "--dry-run=client", "--namespace", "ops"]).stdout
     notes = out[out.index("NOTES:"):]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmops.sandbox.nodes import EDGE_ROLE_LABEL, default_nodes_text, node_labels, node_taints, parse_nodes
+from llmops_sandbox.nodes import EDGE_ROLE_LABEL, default_nodes_text, node_labels, node_taints, parse_nodes
 
 REPO = Path(__file__).resolve().parents[2]
 KIND = REPO / "e2e" / "kind"
@@ -216,7 +216,7 @@ def test_script_uses_the_images_and_names_the_suite_expects():
 
 
 def test_operator_values_render_an_operator_using_the_e2e_image_and_prometheus():
-    from llmops.tools.chart import render
+    from llmops_sandbox.tools.chart import render
     values = yaml.safe_load(source_script("operator_values sha256:0123"))
     docs = render(values, release=script_constant("RELEASE"), namespace=script_constant("OPERATOR_NAMESPACE"))
     deployments = [d for d in docs if d["kind"] == "Deployment"]

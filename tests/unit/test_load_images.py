@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from llmops.load import scenario as sc
-from llmops.load.client import RequestSpec
-from llmops.load.images import ImageMix, ImageMixError, parse_image_mix, parse_sizes
-from llmops.sim.images import load_image_url
+from llmops_load import scenario as sc
+from llmops_load.client import RequestSpec
+from llmops_load.images import ImageMix, ImageMixError, parse_image_mix, parse_sizes
+from llmops_sim.images import load_image_url
 
 
 def test_sizes_with_weights():

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from llmops.load.report import Distribution, RequestResult, build_report, percentile
-from llmops.load.targets import Targets, TargetError, parse_service_ref, ready_endpoint_urls
+from llmops_load.report import Distribution, RequestResult, build_report, percentile
+from llmops_load.targets import Targets, TargetError, parse_service_ref, ready_endpoint_urls
 
 
 def test_percentile_interpolates_like_numpy():
@@ -75,7 +75,7 @@ def test_round_robin_and_service_refs():
 
 
 def test_prompts_are_unique_per_request_but_keep_their_length():
-    from llmops.load.client import RequestSpec, make_prompt, unique_prompt
+    from llmops_load.client import RequestSpec, make_prompt, unique_prompt
 
     prompt = make_prompt(64)
     assert len(prompt) == 256
@@ -89,7 +89,7 @@ def test_prompts_are_unique_per_request_but_keep_their_length():
 
 
 def test_a_shared_system_prompt_leads_every_request():
-    from llmops.load.client import RequestSpec, make_prompt, make_system_prompt
+    from llmops_load.client import RequestSpec, make_prompt, make_system_prompt
 
     system = make_system_prompt(1000)
     assert len(system) == 4000
@@ -102,7 +102,7 @@ def test_a_shared_system_prompt_leads_every_request():
 
 
 def test_sessions_resend_their_history_turn_by_turn():
-    from llmops.load.client import RequestSpec, make_prompt
+    from llmops_load.client import RequestSpec, make_prompt
 
     spec = RequestSpec("chat", "m", make_prompt(16), 16, 4, sessions=2, turns=3)
     turns_of_session_0 = [spec.messages(n) for n in (0, 2, 4)]
@@ -113,15 +113,15 @@ def test_sessions_resend_their_history_turn_by_turn():
 
 
 def test_turns_need_sessions():
-    from llmops.load.generator import LoadConfig, plan_scenario
-    from llmops.load.scenario import ScenarioError
+    from llmops_load.generator import LoadConfig, plan_scenario
+    from llmops_load.scenario import ScenarioError
 
     with pytest.raises(ScenarioError, match="--turns must be >= 1 and needs --sessions N"):
         plan_scenario(LoadConfig(url="http://x", rate=1, turns=3))
 
 
 def test_runs_with_different_seeds_send_different_prompts():
-    from llmops.load.client import RequestSpec, make_prompt
+    from llmops_load.client import RequestSpec, make_prompt
 
     first, second = (RequestSpec("chat", "m", make_prompt(64), 64, 8, seed=s).body(1) for s in (0, 1))
     assert first["messages"] != second["messages"]

@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from llmops.load import scenario as sc
-from llmops.load.generator import LoadConfig, plan_scenario
+from llmops_load import scenario as sc
+from llmops_load.generator import LoadConfig, plan_scenario
 
 
 def test_durations():

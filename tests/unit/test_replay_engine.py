@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import pytest
 
-from llmops.sim import timing
+from llmops_sim import timing
 from replay.engine import ReplicaEngine, Request, default_engine_config
 
 

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmops.sandbox.binaries import cache_dir, candidate_dirs, find_binary
-from llmops.sandbox.controlplane import (
+from llmops_sandbox.binaries import cache_dir, candidate_dirs, find_binary
+from llmops_sandbox.controlplane import (
     ControlPlaneFiles, Ports, apiserver_argv, controller_manager_argv, kubeconfig_yaml,
 )
 from llmops.waiting import wait_for
@@ -62,7 +62,7 @@ def test_wait_for_returns_the_value_or_times_out_with_the_message():
 
 
 def test_a_directory_with_all_three_binaries_wins_over_a_partial_one(tmp_path):
-    from llmops.sandbox.binaries import locate
+    from llmops_sandbox.binaries import locate
     partial, full = tmp_path / "envtest", tmp_path / "full"
     for d, names in ((partial, ["kube-apiserver", "etcd"]),
                      (full, ["kube-apiserver", "kube-controller-manager", "kube-scheduler"])):
@@ -77,8 +77,8 @@ def test_a_directory_with_all_three_binaries_wins_over_a_partial_one(tmp_path):
 
 
 def test_removed_insecure_port_flags_are_dropped_for_newer_releases():
-    from llmops.sandbox.binaries import parse_minor
-    from llmops.sandbox.controlplane import scheduler_argv
+    from llmops_sandbox.binaries import parse_minor
+    from llmops_sandbox.controlplane import scheduler_argv
     assert parse_minor("Kubernetes v1.30.1\n") == 30 and parse_minor("garbage") == 20
     assert "--insecure-port=0" in apiserver_argv(Path("a"), PORTS, FILES, "10.244.0.1", 20)
     assert "--insecure-port=0" not in apiserver_argv(Path("a"), PORTS, FILES, "10.244.0.1", 30)
@@ -90,7 +90,7 @@ def test_a_session_releases_the_sandbox_only_when_nobody_else_needs_it(tmp_path)
     import os
     import subprocess
 
-    from llmops.sandbox.lifecycle import PINNED_FILE, register_user, release_user
+    from llmops_sandbox.lifecycle import PINNED_FILE, register_user, release_user
     register_user(tmp_path, os.getpid())
     other = subprocess.Popen(["sleep", "30"])
     try:

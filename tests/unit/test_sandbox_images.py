@@ -1,6 +1,6 @@
 import pytest
 
-from llmops.sandbox.images import (
+from llmops_sandbox.images import (
     ImageFileError, UnknownImage, container_argv, default_images_text, image_env, normalize_image, parse_images,
 )
 

@@ -1,6 +1,6 @@
 import pytest
 
-from llmops.sandbox.ipam import IpAllocator, PoolExhausted
+from llmops_sandbox.ipam import IpAllocator, PoolExhausted
 
 
 def test_addresses_are_distinct_and_never_the_gateway_or_network():

@@ -3,8 +3,8 @@ import ipaddress
 
 from cryptography import x509
 
-from llmops.sandbox.certs import create_pki
-from llmops.sandbox.kubelet_api import select_log_lines
+from llmops_sandbox.certs import create_pki
+from llmops_sandbox.kubelet_api import select_log_lines
 
 LOG = (b"--- 2024 starting ['a']\nfirst run 1\nfirst run 2\n"
        b"--- 2024 starting ['a']\nsecond run 1\nsecond run 2\nsecond run 3\n")

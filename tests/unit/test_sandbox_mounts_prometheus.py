@@ -1,8 +1,8 @@
 import subprocess
 from pathlib import Path
 
-from llmops.sandbox.mounts import Mount, launch_script, plan_mounts
-from llmops.sandbox.prometheus import prometheus_config, scrape_target, scrape_targets
+from llmops_sandbox.mounts import Mount, launch_script, plan_mounts
+from llmops_sandbox.prometheus import prometheus_config, scrape_target, scrape_targets
 
 POD = {"spec": {"volumes": [
     {"name": "cfg", "configMap": {"name": "cfg"}},
@@ -70,7 +70,7 @@ def test_llmops_deployment_label_becomes_the_target_label_queries_use():
 
 
 def test_mounts_that_would_hide_the_running_python_or_sandbox_state_are_skipped():
-    from llmops.sandbox.mounts import plan_mounts, shadows
+    from llmops_sandbox.mounts import plan_mounts, shadows
 
     assert shadows("/tmp", ["/tmp/ci/.venv"]) and shadows("/tmp/", ["/tmp"])
     assert not shadows("/tmp/x", ["/tmp/xy"]) and not shadows("/data", ["/tmp/ci/.venv"])

@@ -1,6 +1,6 @@
 import pytest
 
-from llmops.sandbox.nodes import (
+from llmops_sandbox.nodes import (
     NodeFileError, default_nodes_text, node_capacity, node_labels, node_object, node_status, node_taints,
     parse_nodes,
 )

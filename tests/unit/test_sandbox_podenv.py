@@ -1,6 +1,6 @@
 import pytest
 
-from llmops.sandbox.podenv import EnvConfigError, container_env, expand, gpu_limit
+from llmops_sandbox.podenv import EnvConfigError, container_env, expand, gpu_limit
 
 POD = {"metadata": {"name": "p", "namespace": "ns", "uid": "u1", "labels": {"app": "x"}},
        "spec": {"nodeName": "dc-a100-0", "serviceAccountName": "sa"}}

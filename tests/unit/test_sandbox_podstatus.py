@@ -1,4 +1,4 @@
-from llmops.sandbox.podstatus import (
+from llmops_sandbox.podstatus import (
     ContainerView, build_pod_status, container_status, pod_phase, restart_backoff, should_restart,
 )
 
@@ -105,7 +105,7 @@ def test_restart_policy_and_backoff():
 
 
 def test_fallback_to_logs_reports_only_the_last_runs_output(tmp_path):
-    from llmops.sandbox.podrunner import log_tail
+    from llmops_sandbox.podrunner import log_tail
 
     log = tmp_path / "stage.log"
     assert log_tail(log) is None

@@ -1,6 +1,6 @@
 import pytest
 
-from llmops.sandbox.probes import ContainerProbes, Probe, ProbeConfigError, ProbeTracker, parse_probe
+from llmops_sandbox.probes import ContainerProbes, Probe, ProbeConfigError, ProbeTracker, parse_probe
 
 PORTS = [{"name": "http", "containerPort": 8000}]
 

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from llmops.sim import api
-from llmops.sim import tokens as tok
-from llmops.sim.releases import RELEASES
+from llmops_sim import api
+from llmops_sim import tokens as tok
+from llmops_sim.releases import RELEASES
 
 NAMES = ("llama",)
 V011, V033 = RELEASES["0.11.0"], RELEASES["0.33.0"]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from llmops.sim.config import ConfigError, build_config, parse_max_model_len, split_vllm_args
+from llmops_sim.config import ConfigError, build_config, parse_max_model_len, split_vllm_args
 
 RENDERED_POD_ARGS = [
     "--model", "meta-llama/Llama-3.1-8B-Instruct", "--served-model-name", "llama", "--port", "8000",

@@ -3,10 +3,10 @@
 import pytest
 from prometheus_client import generate_latest
 
-from llmops.sim import timing
-from llmops.sim.engine import Engine, EngineRequest
-from llmops.sim.metrics import VllmMetrics
-from llmops.sim.releases import RELEASES
+from llmops_sim import timing
+from llmops_sim.engine import Engine, EngineRequest
+from llmops_sim.metrics import VllmMetrics
+from llmops_sim.releases import RELEASES
 
 COSTS = timing.StepCosts(fixed_s=0.001, per_sequence_s=0.0, weight_read_s=0.01, kv_read_s_per_token=0.0,
                          compute_s_per_token=0.0)
@@ -154,7 +154,7 @@ def test_a_request_arriving_after_a_step_began_joins_a_later_step():
 # --- prefix caching --------------------------------------------------------------------------
 
 def prompt_request(ids, output=2, name="p"):
-    from llmops.sim.kvcache import block_hashes
+    from llmops_sim.kvcache import block_hashes
     return EngineRequest(name, len(ids), output, "length", block_hashes=tuple(block_hashes(ids)))
 
 
@@ -201,7 +201,7 @@ def test_without_prefix_caching_nothing_hits():
 
 
 def test_free_cached_blocks_are_evicted_least_recently_used_first():
-    from llmops.sim.kvcache import BlockPool, block_hashes
+    from llmops_sim.kvcache import BlockPool, block_hashes
     pool = BlockPool(4)
     old, new = block_hashes(list(range(32))), block_hashes(list(range(50, 82)))
     for hashes in (old, new):
@@ -230,7 +230,7 @@ def test_histograms_use_the_observed_clock_not_the_schedule():
 
 
 def test_n_children_record_the_parent_once():
-    from llmops.sim.engine import ParentRequest
+    from llmops_sim.engine import ParentRequest
     engine, metrics = make_engine()
     parent = ParentRequest(2, 2)
     for name, output in (("c0", 2), ("c1", 3)):

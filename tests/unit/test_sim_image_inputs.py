@@ -9,12 +9,12 @@ import zlib
 
 import pytest
 
-from llmops.load.images import png_bytes, png_data_url
+from llmops_load.images import png_bytes, png_data_url
 from llmops.planner.models import lookup_model
-from llmops.sim import tokens as tok
-from llmops.sim.engine import Engine, EngineRequest
-from llmops.sim.images import ImageError, image_size, load_image_url
-from llmops.sim.multimodal import MediaReader, MultimodalConfig, ProcessorCache, RequestError, build
+from llmops_sim import tokens as tok
+from llmops_sim.engine import Engine, EngineRequest
+from llmops_sim.images import ImageError, image_size, load_image_url
+from llmops_sim.multimodal import MediaReader, MultimodalConfig, ProcessorCache, RequestError, build
 
 QWEN_VL = lookup_model("Qwen/Qwen2.5-VL-7B-Instruct").vision
 GEMMA = lookup_model("google/gemma-3-4b-it").vision
@@ -123,7 +123,7 @@ def test_encoder_work_runs_once_with_the_first_prefill_step():
 
 
 def test_the_simulator_reads_the_multimodal_flags_and_refuses_bad_ones():
-    from llmops.sim.config import ConfigError, build_config
+    from llmops_sim.config import ConfigError, build_config
 
     config = build_config(["Qwen/Qwen2.5-VL-3B-Instruct", "--limit-mm-per-prompt", '{"image": 2}',
                            "--mm-processor-kwargs", '{"max_pixels": 1003520}', "--mm-processor-cache-gb", "1"], {})
@@ -137,8 +137,8 @@ def test_the_simulator_reads_the_multimodal_flags_and_refuses_bad_ones():
 
 def test_vlm_kv_per_token_is_the_catalogue_shape_and_text_models_keep_their_size_class():
     from llmops.planner.memory import kv_bytes_per_token
-    from llmops.sim import profiles as prof
-    from llmops.sim.config import build_config
+    from llmops_sim import profiles as prof
+    from llmops_sim.config import build_config
 
     vlm = build_config(["Qwen/Qwen2.5-VL-7B-Instruct"], {})
     assert vlm.kv_bytes_per_token == kv_bytes_per_token(lookup_model("Qwen/Qwen2.5-VL-7B-Instruct"), 1, 1, 2)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmops.sim.config import ConfigError, build_config
-from llmops.sim.releases import RELEASES, resolve
+from llmops_sim.config import ConfigError, build_config
+from llmops_sim.releases import RELEASES, resolve
 
 FACTS = yaml.safe_load((Path(__file__).parents[1] / "data" / "vllm_release_facts.yaml").read_text())["releases"]
 BATCH_CASES = [(version, gpu, tuple(expected)) for version, facts in FACTS.items()

@@ -3,8 +3,8 @@
 
 import pytest
 
-from llmops.sim import profiles as prof
-from llmops.sim import timing
+from llmops_sim import profiles as prof
+from llmops_sim import timing
 
 A100 = prof.DEFAULT_GPUS["NVIDIA-A100-SXM4-80GB"]
 LLAMA_8B = prof.shape_for(8.0)

@@ -1,6 +1,6 @@
 """`llmops sim worker`: where the simulated Ray worker says it joins (pure parts)."""
 
-from llmops.sim.worker import join_message, leader_address
+from llmops_sim.worker import join_message, leader_address
 
 
 def test_leader_address_comes_from_the_environment_with_rays_port():

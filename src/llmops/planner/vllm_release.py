@@ -1,6 +1,6 @@
 """Facts about vLLM releases that the operator renders and plans with. Pure.
 
-The simulator's per-release table (llmops.sim.releases) takes its batch defaults from
+The simulator's per-release table (llmops_sim.releases) takes its batch defaults from
 here, so the operator and the stand-in engine cannot disagree about them.
 """
 

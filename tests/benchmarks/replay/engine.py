@@ -2,10 +2,10 @@
 
 Setup (fixed): Llama-3.1-8B in bf16 on one NVIDIA-A100-SXM4-80GB with vLLM's defaults for
 that GPU behind the OpenAI server (max_num_seqs 256, max_num_batched_tokens 2048, chunked
-prefill, gpu_memory_utilization 0.9). Step durations are `llmops.sim.timing.step_duration`,
-the KV capacity is `llmops.sim.timing.kv_capacity_tokens`, both from `llmops.sim.profiles`.
+prefill, gpu_memory_utilization 0.9). Step durations are `llmops_sim.timing.step_duration`,
+the KV capacity is `llmops_sim.timing.kv_capacity_tokens`, both from `llmops_sim.profiles`.
 
-Scheduling follows vLLM V1 (and `llmops.sim.engine`): every step serves running requests
+Scheduling follows vLLM V1 (and `llmops_sim.engine`): every step serves running requests
 first (one token per decoding sequence, then the next chunk of prompts still prefilling),
 then admits waiting requests FIFO while there is a sequence slot, token budget and KV.
 The step that finishes a prompt emits the first token. When decoding needs KV that is not
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Optional
 
-from llmops.sim import profiles, timing
+from llmops_sim import profiles, timing
 
 MODEL_PARAMS_B = 8.0          # Llama-3.1-8B
 GPU = "NVIDIA-A100-SXM4-80GB"
