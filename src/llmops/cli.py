@@ -4,41 +4,59 @@ exposes `register(subparsers)`; this file only wires them together."""
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
+from importlib.metadata import entry_points
 
-# (module, attribute) pairs; each `register` adds one or more subcommands.
-SUBCOMMAND_MODULES = [
-    "llmops.commands",          # render, validate, crds, run
-    "llmops.planner.cli",       # plan
-    "llmops_sandbox.cli",       # sandbox up/down/status/kubeconfig/demo
-    "llmops_sim.cli",           # sim serve/worker/stage
-    "llmops.stage.cli",         # stage fetch/wait
-    "llmops_load.cli",          # load
-]
+from llmops import commands
+from llmops.errors import UserError
+from llmops.planner import cli as planner_cli
+from llmops.stage import cli as stage_cli
 
+# The product's own verbs: render, validate, crds, run; plan; stage fetch/wait.
+PRODUCT_COMMANDS = [commands.register, planner_cli.register, stage_cli.register]
 
-class UserError(Exception):
-    """A problem the user can fix; printed as one line, never as a traceback."""
+# Development verbs come from distributions of their own, found by this entry-point group
+# (each names a `register(subparsers)`), so the operator image carries none of them.
+PLUGIN_GROUP = "llmops.commands"
+PLUGIN_HOMES = {"sandbox": "llmops-sandbox", "sim": "llmops-sim", "load": "llmops-load"}
+
+__all__ = ["UserError", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llmops", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in SUBCOMMAND_MODULES:
+    for register in PRODUCT_COMMANDS:
+        register(sub)
+    for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
         try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # subcommand not built yet
-                continue
-            raise
-        module.register(sub)
+            register = ep.load()
+        except ImportError as exc:   # a half-installed plugin must not break the product's verbs
+            print(f"warning: `llmops {ep.name}` is unavailable ({ep.value}: {exc})", file=sys.stderr)
+            continue
+        register(sub)
     return parser
 
 
+def _missing_plugin(argv: list[str], parser: argparse.ArgumentParser) -> str | None:
+    """A one-line fix when the first word is a verb whose distribution is not installed."""
+    verb = next((a for a in argv if not a.startswith("-")), None)
+    choices = next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if verb in PLUGIN_HOMES and verb not in choices:
+        home = PLUGIN_HOMES[verb]
+        return (f"`llmops {verb}` comes with the {home} distribution, which is not installed; "
+                f"fix: pip install -e src/{home} (bash .ci/setup installs everything)")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
+    missing = _missing_plugin(argv, parser)
+    if missing:
+        print(f"error: {missing}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
@@ -54,8 +72,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run via the imported module, so `llmops.cli.UserError` raised by subcommands is the
-    # class caught above (under `python -m`, this file is also loaded as `__main__`).
-    from llmops.cli import main as _main
-
-    sys.exit(_main())
+    # UserError lives in llmops.errors, so it is the same class under `python -m llmops.cli`.
+    sys.exit(main())

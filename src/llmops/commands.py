@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from llmops.cli import UserError
+from llmops.errors import UserError
 from llmops.render.context import DEFAULT_STAGER_IMAGE
 from llmops.validation import InvalidManifest, document_label, load_documents, validate_manifest
 

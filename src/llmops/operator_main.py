@@ -11,7 +11,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from llmops import controller
-from llmops.cli import UserError
+from llmops.errors import UserError
 
 
 def run_operator(args: argparse.Namespace) -> int:

@@ -6,33 +6,17 @@ The CLI (`llmops validate`), the admission webhook and the operator all call
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
 from llmops.api.v1alpha1 import LLMDeployment
+from llmops.errors import InvalidManifest, Problem
+from llmops.planner.fit import check_fit
 
-
-@dataclass(frozen=True)
-class Problem:
-    path: str     # dotted wire path, e.g. spec.sharding.tensorParallelSize
-    message: str  # what is wrong and how to fix it
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
-
-
-class InvalidManifest(Exception):
-    def __init__(self, problems: list[Problem]):
-        self.problems = problems
-        super().__init__("; ".join(str(p) for p in problems))
-
-
-# Checks beyond the schema (e.g. the fit planner) register here; each returns problems.
-SemanticCheck = Callable[[LLMDeployment], Iterable[Problem]]
-SEMANTIC_CHECKS: list[SemanticCheck] = []
+__all__ = ["InvalidManifest", "Problem", "api_view", "document_label", "load_documents",
+           "parse_manifest", "validate_manifest"]
 
 
 def _wire_path(loc: tuple[Any, ...]) -> str:
@@ -94,7 +78,9 @@ def parse_manifest(document: Any) -> LLMDeployment:
 def validate_manifest(document: Any) -> LLMDeployment:
     """Schema plus semantic checks; raises InvalidManifest listing every problem."""
     deployment = parse_manifest(document)
-    problems = [p for check in SEMANTIC_CHECKS for p in check(deployment)]
+    # Beyond the schema: the fit planner refuses shapes that cannot work (TP vs heads, GPU
+    # capability, memory).
+    problems = list(check_fit(deployment))
     if problems:
         raise InvalidManifest(problems)
     return deployment
@@ -131,14 +117,3 @@ def load_documents(text: str, source: str = "input") -> list[Any]:
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
         problem = getattr(exc, "problem", None) or str(exc)
         raise InvalidManifest([Problem("", f"{where}: invalid YAML: {problem}")]) from None
-
-
-def _register_builtin_checks() -> None:
-    # The fit planner refuses shapes that cannot work (TP vs heads, GPU capability, memory).
-    from llmops.planner.fit import check_fit
-
-    if check_fit not in SEMANTIC_CHECKS:
-        SEMANTIC_CHECKS.append(check_fit)
-
-
-_register_builtin_checks()

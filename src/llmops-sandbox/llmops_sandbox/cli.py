@@ -12,7 +12,7 @@ from .state import StateDir, resolve_dir
 
 
 def _user_error(message: str) -> Exception:
-    from llmops.cli import UserError
+    from llmops.errors import UserError
     return UserError(message)
 
 

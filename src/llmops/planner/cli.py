@@ -10,6 +10,7 @@ from typing import Any, Optional
 from llmops.planner.fit import FitReport, NodeGPUs, plan_deployment
 from llmops.planner.gpus import GPU_CATALOGUE
 from llmops.planner.models import MODEL_CATALOGUE
+from llmops.errors import UserError
 from llmops.validation import InvalidManifest, document_label, parse_manifest
 
 _NODE_SPEC = re.compile(r"^(?P<product>[^:]+):(?P<gpus>\d+)(?:[xX*](?P<count>\d+))?$")
@@ -17,8 +18,6 @@ _NODE_SPEC = re.compile(r"^(?P<product>[^:]+):(?P<gpus>\d+)(?:[xX*](?P<count>\d+
 
 def parse_nodes(values: Optional[list[str]]) -> Optional[list[NodeGPUs]]:
     """--nodes PRODUCT:GPUS[xNODES], repeatable and comma-separated, e.g. NVIDIA-L4:2x3."""
-    from llmops.cli import UserError
-
     if not values:
         return None
     nodes: list[NodeGPUs] = []
@@ -118,8 +117,6 @@ def render_catalogues() -> str:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from llmops.cli import UserError
-
     if args.list:
         print(render_catalogues())
         return 0

@@ -1,7 +1,7 @@
 """Will this LLMDeployment run, and how should one replica be sharded?
 
-`plan_deployment` is the one entry point; `check_fit` (the admission check registered in
-llmops.validation.SEMANTIC_CHECKS) and `plan_sharding` (for the renderer and the operator) are
+`plan_deployment` is the one entry point; `check_fit` (the admission check that
+llmops.validation.validate_manifest runs after the schema) and `plan_sharding` (for the renderer and the operator) are
 thin views of it. Pure: the deployment and, optionally, the cluster's GPU nodes go in; a
 report comes out.
 
@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Sequence, Union
+from typing import Iterable, Iterator, Optional, Sequence, Union
 
 from llmops.api.v1alpha1 import LLMDeployment, LLMDeploymentSpec
+from llmops.errors import Problem
 from llmops.planner.gpus import GPUInfo, lookup_gpu
 from llmops.planner.layout import (
     DEFAULT_NODE_GPUS,
@@ -35,9 +36,6 @@ from llmops.planner.memory import EngineSettings, MemoryBreakdown, engine_settin
 from llmops.planner.models import ModelInfo, resolve_model
 from llmops.planner.multimodal import multimodal_problems
 from llmops.planner.quantization import FOUR_BIT_GROUPED, MIN_CAPABILITY, removed_method_message, weight_format
-
-if TYPE_CHECKING:
-    from llmops.validation import Problem
 
 AUTO_MIN_KV_SHARE = 0.15
 MAX_AUTO_NODES = 16  # nodes auto sharding may spread one replica over when nodes are unknown
@@ -182,11 +180,7 @@ def _targets(gpu_type: Optional[str], nodes: Optional[list[NodeGPUs]]) -> list[_
     return [_target(p, nodes) for p in products]
 
 
-def _problem(path: str, message: str) -> "Problem":
-    # Imported here so llmops.validation may import this module at its top (it registers
-    # check_fit) without an import cycle.
-    from llmops.validation import Problem
-
+def _problem(path: str, message: str) -> Problem:
     return Problem(path, message)
 
 
