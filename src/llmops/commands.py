@@ -46,7 +46,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from llmops.reconcile import resolve_sharding
+    from llmops.planner.sharding import resolve_sharding
     from llmops.render import ClusterCapabilities, render_children
 
     try:

@@ -9,9 +9,9 @@ from typing import Any, Optional
 
 from llmops.api.v1alpha1 import LLMDeployment
 from llmops.groups import MEMBERS_ANNOTATION, Restart, SetGate, plan_group_actions
-from llmops.inventory import GPUNode, inventory_or_none
+from llmops.inventory import GPUNode
 from llmops.kube import Kube
-from llmops.planner import plan_deployment
+from llmops.planner.sharding import resolve_sharding
 from llmops.render import ClusterCapabilities, ResolvedSharding, render_children
 from llmops.render.group import GROUP_READY_GATE, leader_set_name
 from llmops.render.meta import DEPLOYMENT_LABEL, label_selector, selector_string
@@ -44,24 +44,6 @@ class Outcome:
 
 def utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def resolve_sharding(d: LLMDeployment, nodes: Optional[list[GPUNode]] = None) -> tuple[Optional[ResolvedSharding], list[str]]:
-    """The layout to render (planner for `auto` and for node counts), or why none fits."""
-    report = plan_deployment(d, inventory_or_none(d, nodes))
-    plan = report.plan
-    if plan is None:
-        if report.problems:
-            return None, [str(p) for p in report.problems]
-        s = d.spec.sharding  # the planner knows too little (no GPU type, unknown model): trust the spec
-        return ResolvedSharding(s.tensor_parallel_size or 1, s.pipeline_parallel_size or 1), []
-    return ResolvedSharding(
-        tensor_parallel_size=plan.tensor_parallel_size,
-        pipeline_parallel_size=plan.pipeline_parallel_size,
-        nodes_per_replica=plan.nodes_per_replica,
-        gpu_product=None if d.spec.resources.gpu.type else plan.gpu_product,
-        source="planner" if plan.auto else "spec",
-    ), []
 
 
 def _ident(obj: dict[str, Any]) -> str:
