@@ -23,13 +23,18 @@ PLUGIN_HOMES = {"sandbox": "llmops-sandbox", "sim": "llmops-sim", "load": "llmop
 __all__ = ["UserError", "build_parser", "main"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """All verbs; given the verb about to run, only that plugin is imported (so `llmops run`
+    or a simulator pod's `llmops sim serve` loads nothing of the other distributions)."""
     parser = argparse.ArgumentParser(prog="llmops", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for register in PRODUCT_COMMANDS:
         register(sub)
-    for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+    plugins = sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name)
+    if verb in sub.choices or any(ep.name == verb for ep in plugins):
+        plugins = [ep for ep in plugins if ep.name == verb]
+    for ep in plugins:
         try:
             register = ep.load()
         except ImportError as exc:   # a half-installed plugin must not break the product's verbs
@@ -39,9 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _missing_plugin(argv: list[str], parser: argparse.ArgumentParser) -> str | None:
-    """A one-line fix when the first word is a verb whose distribution is not installed."""
-    verb = next((a for a in argv if not a.startswith("-")), None)
+def _missing_plugin(verb: str | None, parser: argparse.ArgumentParser) -> str | None:
+    """A one-line fix when the verb's distribution is not installed."""
     choices = next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     if verb in PLUGIN_HOMES and verb not in choices:
         home = PLUGIN_HOMES[verb]
@@ -52,8 +56,9 @@ def _missing_plugin(argv: list[str], parser: argparse.ArgumentParser) -> str | N
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
-    missing = _missing_plugin(argv, parser)
+    verb = argv[0] if argv and not argv[0].startswith("-") else None
+    parser = build_parser(verb)
+    missing = _missing_plugin(verb, parser)
     if missing:
         print(f"error: {missing}", file=sys.stderr)
         return 2
