@@ -3,7 +3,6 @@ children report. Level-based: it never looks at what changed, only at what is.""
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -17,6 +16,7 @@ from llmops.render.group import GROUP_READY_GATE, leader_set_name
 from llmops.render.meta import DEPLOYMENT_LABEL, label_selector, selector_string
 from llmops.render.prestage import stage_selector, stage_set_name, staging_enabled
 from llmops.status import Observed, compute_status, status_changed
+from llmops.timestamps import utc_now
 from llmops.validation import InvalidManifest, api_view, validate_manifest
 
 # Kinds whose objects we render and may have to remove when the shape changes
@@ -40,10 +40,6 @@ class Outcome:
     notes: list[Note] = field(default_factory=list)
     invalid: Optional[str] = None
     status: dict[str, Any] = field(default_factory=dict)
-
-
-def utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def _ident(obj: dict[str, Any]) -> str:

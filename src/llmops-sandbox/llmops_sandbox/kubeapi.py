@@ -9,9 +9,7 @@ from typing import Any, Iterator
 import kubernetes
 from kubernetes.client.rest import ApiException
 
-
-def now_iso() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+from llmops.timestamps import utc_now as now_iso
 
 
 def now_micro() -> str:

@@ -13,6 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 
+# Setting this annotation on an LLMDeployment to a new value wakes it from zero replicas.
+WAKE_ANNOTATION = "llmops.io/wake"
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
@@ -198,7 +202,7 @@ class AutoscalingSpec(_Model):
         description=(
             "With minReplicas 0: PromQL that still has data while no pod runs (e.g. a gateway's pending "
             "requests); a value > 0 wakes the deployment from zero. {namespace} and {name} are substituted. "
-            "Setting the annotation llmops.io/wake to a new value also wakes it."
+            f"Setting the annotation {WAKE_ANNOTATION} to a new value also wakes it."
         ),
     )
 

@@ -7,11 +7,10 @@ use, so the LLMDeployment stays the one owner of the replica count) and `status`
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from llmops.api.autoscaling import AutoscalingSpec
+from llmops.api.autoscaling import WAKE_ANNOTATION, AutoscalingSpec
 from llmops.autoscale.evaluate import Evaluation, evaluate_once, evaluation_due
 from llmops.autoscale.pods import pod_facts
 from llmops.autoscale.prometheus import PrometheusClient
@@ -21,8 +20,7 @@ from llmops.api.v1alpha1 import LLMDeploymentSpec
 from llmops.kube import Kube
 from llmops.planner.memory import engine_max_num_seqs
 from llmops.render.meta import DEPLOYMENT_LABEL
-
-WAKE_ANNOTATION = "llmops.io/wake"
+from llmops.timestamps import rfc3339 as _rfc3339
 
 
 def upsert_condition(conditions: list[dict[str, Any]], new: dict[str, Any], now: str) -> list[dict[str, Any]]:
@@ -39,10 +37,6 @@ class Scaled:
     scaled_from: int
     scaled_to: int
     victims: Optional[Victims] = None  # scale-downs: which pods or groups go, and why
-
-
-def _rfc3339(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def _engine_slots(spec: dict[str, Any]) -> Optional[int]:

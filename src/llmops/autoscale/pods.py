@@ -5,11 +5,11 @@ Pure: pod dicts (as the API returns them) and `now` in, facts out.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Optional
 
 from llmops.autoscale.policy import Capacity
+from llmops.timestamps import parse_rfc3339 as _time
 
 # Recent start durations kept in status.autoscaling.coldStarts (one per pod, newest last).
 COLD_START_HISTORY = 10
@@ -28,15 +28,6 @@ class PodFacts:
     starting_ages: tuple[float, ...] = ()          # seconds since each starting pod was created
     started: tuple[tuple[str, float], ...] = ()    # (pod name, created -> Ready seconds) of first starts
     capacity: Capacity = Capacity()
-
-
-def _time(value: Optional[str]) -> Optional[float]:
-    if not value:
-        return None
-    try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def _condition(status: dict[str, Any], kind: str) -> Optional[dict[str, Any]]:

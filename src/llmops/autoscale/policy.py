@@ -30,16 +30,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Optional
 
-from llmops.api.autoscaling import AutoscalingMode, AutoscalingSpec, MetricTarget, MetricType
+from llmops.api.autoscaling import WAKE_ANNOTATION, AutoscalingMode, AutoscalingSpec, MetricTarget, MetricType
 from llmops.autoscale import demand as demand_sizing
 from llmops.autoscale.demand import DemandSignals, Term
+from llmops.timestamps import rfc3339
 
 HISTORY_LIMIT = 10
-WAKE_ANNOTATION = "llmops.io/wake"
 
 # Per-replica metrics are sums over pods divided by ready replicas.
 _SUMMED_TYPES = {
@@ -174,7 +173,7 @@ class Decision:
     def to_summary(self) -> dict[str, Any]:
         """Compact form kept in the bounded history."""
         return {
-            "time": _iso(self.at),
+            "time": rfc3339(self.at),
             "from": self.current_replicas,
             "to": self.desired_replicas,
             "ready": self.ready_replicas,
@@ -566,6 +565,3 @@ def _round(value: Optional[float]) -> Optional[float]:
         return None
     return round(value, 4)
 
-
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -9,7 +9,6 @@ is renamed to `<key>/`. A serving pod therefore never sees a half-written model.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import fcntl
 import json
 import os
@@ -24,6 +23,7 @@ from llmops.stage.fetchers import Fetcher, FetchError, wanted
 from llmops.stage.integrity import Expected, format_sums, mismatch, sha256_file, verify_sums
 from llmops.stage.leases import remove_unused, renew
 from llmops.stage.layout import LOCK_SUFFIX, MARKER_FILE, PARTIAL_SUFFIX, SUMS_FILE, cache_key
+from llmops.timestamps import utc_now
 
 Log = Callable[[str], None]
 PROGRESS_SECONDS = 30.0   # a multi-GiB shard takes minutes: say how far it got meanwhile
@@ -60,10 +60,6 @@ def _human(n: float) -> str:
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
         n /= 1024
     return f"{n:.1f} GiB"
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def stage(request: StageRequest, fetcher: Fetcher, log: Log = print) -> dict:
@@ -120,7 +116,7 @@ def _stage_locked(request: StageRequest, fetcher: Fetcher, log: Log) -> dict:
     (partial / SUMS_FILE).write_text(format_sums(hashes))
     marker = {
         "source": request.repo, "revision": request.revision, "commit": snapshot.commit,
-        "files": len(files), "bytes": total, "stagedAt": _now(),
+        "files": len(files), "bytes": total, "stagedAt": utc_now(),
         "seconds": round(time.monotonic() - started, 3),
     }
     (partial / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
