@@ -252,71 +252,130 @@ def decide(inputs: PolicyInput, state: AutoscalerState) -> tuple[Decision, Autos
     )
 
 
-def _decide(inp: PolicyInput, state: AutoscalerState) -> tuple[Decision, AutoscalerState]:
-    spec, behavior, now, current = inp.spec, inp.spec.behavior, inp.now, inp.current_replicas
-    details = tuple(_evaluate_metric(s, inp) for s in inp.samples)
+Outcome = tuple["Decision", "AutoscalerState"]
 
-    prefix: list[str] = []  # a note every message of this decision starts with
 
-    def make(desired: int, reason: Reason, message: str) -> Decision:
+class _Maker:
+    """Builds this decision's Decision: the same inputs, metric details and message prefix
+    (a note every message of the decision starts with) whatever stage decides."""
+
+    def __init__(self, inp: PolicyInput, details: tuple[MetricDetail, ...]):
+        self.inp, self.details, self.prefix = inp, details, ""
+
+    def __call__(self, desired: int, reason: Reason, message: str) -> Decision:
+        inp = self.inp
         return Decision(
-            at=now,
-            current_replicas=current,
+            at=inp.now,
+            current_replicas=inp.current_replicas,
             desired_replicas=desired,
             reason=reason,
-            message="".join(prefix) + message,
+            message=self.prefix + message,
             ready_replicas=inp.ready_replicas,
             starting_replicas=inp.starting_replicas,
-            metrics=details,
+            metrics=self.details,
         )
 
-    window = max(behavior.scale_up_stabilization_seconds, behavior.scale_down_stabilization_seconds)
-    if spec.mode is AutoscalingMode.demand:
-        window = max(window, demand_sizing.cold_start_estimate(spec, inp.demand)[0])
-    state = replace(state, recommendations=tuple((t, n) for t, n in state.recommendations if t >= now - window))
 
+@dataclass(frozen=True)
+class _Stabilized:
+    """The ratio rules' answer before step limits: the winning metric and the windows' view."""
+
+    driver: MetricDetail
+    unclamped: int              # the driver's recommendation, outside the bounds too
+    raw: int                    # ... within minReplicas/maxReplicas
+    stabilized: int             # after the up- and down-windows
+    down_recommendation: int    # the highest recommendation in the down-window
+    panic: tuple[MetricDetail, ...]
+    overwhelming: tuple[MetricDetail, ...]   # panic metrics still a burst counting starting pods
+    future_share: float
+
+
+def _decide(inp: PolicyInput, state: AutoscalerState) -> Outcome:
+    """The stages in order; the first that decides wins."""
+    make = _Maker(inp, tuple(_evaluate_metric(s, inp) for s in inp.samples))
+    floor = max(inp.spec.min_replicas, 1)
+    state = _forget_old_recommendations(inp, state)
+    decided = _outside_the_rules(inp, state, make, floor)
+    if decided is None:
+        state = _track_idle(inp, state)
+        decided = _scale_to_zero(inp, state, make)
+    if decided is None and inp.spec.mode is AutoscalingMode.demand:
+        decided = _decide_demand(inp, state, floor)
+        if decided is not None:
+            decision, state = decided
+            return replace(decision, metrics=make.details), state
+        make.prefix = _demand_fallback_note(inp)
+    if decided is not None:
+        return decided
+    usable = [d for d in make.details if d.recommendation is not None]
+    if not usable:
+        return _without_metrics(inp, make), state
+    state, stable = _stabilize(inp, state, usable, floor)
+    return _act(inp, stable, usable, make, floor), state
+
+
+def _forget_old_recommendations(inp: PolicyInput, state: AutoscalerState) -> AutoscalerState:
+    """Keep the recommendations the longest window (or, in mode demand, a cold start) reads."""
+    behavior = inp.spec.behavior
+    window = max(behavior.scale_up_stabilization_seconds, behavior.scale_down_stabilization_seconds)
+    if inp.spec.mode is AutoscalingMode.demand:
+        window = max(window, demand_sizing.cold_start_estimate(inp.spec, inp.demand)[0])
+    return replace(state, recommendations=tuple((t, n) for t, n in state.recommendations if t >= inp.now - window))
+
+
+def _outside_the_rules(inp: PolicyInput, state: AutoscalerState, make: _Maker, floor: int) -> Optional[Outcome]:
+    """Disabled, at zero, or outside minReplicas..maxReplicas: no metric is consulted."""
+    spec, current = inp.spec, inp.current_replicas
     if not spec.enabled:
         return make(current, Reason.disabled, "autoscaling.enabled is false; replicas are left as set"), state
-
-    floor = max(spec.min_replicas, 1)
     if current == 0:
         return _from_zero(inp, state, make, floor)
     if current > spec.max_replicas:
         return make(spec.max_replicas, Reason.scaled_down, f"above maxReplicas {spec.max_replicas}"), state
     if current < floor:
         return make(floor, Reason.scaled_up, f"below minReplicas {spec.min_replicas}"), state
+    return None
 
-    state = _track_idle(inp, state)
+
+def _scale_to_zero(inp: PolicyInput, state: AutoscalerState, make: _Maker) -> Optional[Outcome]:
+    spec = inp.spec
     if (
         spec.min_replicas == 0
         and state.idle_since is not None
-        and now - state.idle_since >= behavior.scale_to_zero_after_seconds
+        and inp.now - state.idle_since >= spec.behavior.scale_to_zero_after_seconds
         and inp.starting_replicas == 0
     ):
-        idle_for = now - state.idle_since
+        idle_for = inp.now - state.idle_since
         return (
             make(0, Reason.idle_scale_to_zero, f"no requests or generated tokens for {idle_for:.0f}s; scaled to zero"),
             replace(state, recommendations=(), idle_since=None),
         )
+    return None
 
-    if spec.mode is AutoscalingMode.demand:
-        demanded = _decide_demand(inp, state, floor)
-        if demanded is not None:
-            decision, state = demanded
-            return replace(decision, metrics=details), state
-        failed = inp.demand.arrival_fast.error if inp.demand else ""
-        which = "arrivalsQuery" if spec.demand.arrivals_query else "arrival-rate query"
-        why = f" ({which} failed: {failed})" if failed and failed != "empty" else ""
-        prefix.append(f"demand: no arrival rate measured{why}, ratio rules apply; ")
 
-    usable = [d for d in details if d.recommendation is not None]
-    if not usable:
-        if inp.ready_replicas == 0 and inp.starting_replicas > 0:
-            return make(current, Reason.waiting_for_starting_pods, _starting_message(inp)), state
-        if details and all(d.status == SampleStatus.error.value for d in details):
-            return make(current, Reason.metrics_unavailable, _problems(details)), state
-        return make(current, Reason.metrics_stale, _problems(details) or "no metrics configured"), state
+def _demand_fallback_note(inp: PolicyInput) -> str:
+    """Why mode demand fell back to the ratio rules (prefixes every message of the decision)."""
+    failed = inp.demand.arrival_fast.error if inp.demand else ""
+    which = "arrivalsQuery" if inp.spec.demand.arrivals_query else "arrival-rate query"
+    why = f" ({which} failed: {failed})" if failed and failed != "empty" else ""
+    return f"demand: no arrival rate measured{why}, ratio rules apply; "
 
+
+def _without_metrics(inp: PolicyInput, make: _Maker) -> Decision:
+    """No metric gave a recommendation: hold, saying why."""
+    current, details = inp.current_replicas, make.details
+    if inp.ready_replicas == 0 and inp.starting_replicas > 0:
+        return make(current, Reason.waiting_for_starting_pods, _starting_message(inp))
+    if details and all(d.status == SampleStatus.error.value for d in details):
+        return make(current, Reason.metrics_unavailable, _problems(details))
+    return make(current, Reason.metrics_stale, _problems(details) or "no metrics configured")
+
+
+def _stabilize(inp: PolicyInput, state: AutoscalerState, usable: list[MetricDetail],
+               floor: int) -> tuple[AutoscalerState, _Stabilized]:
+    """The highest recommendation wins; it is remembered, then the windows smooth it (a burst
+    of load that is building skips the up-window)."""
+    spec, behavior, now, current = inp.spec, inp.spec.behavior, inp.now, inp.current_replicas
     driver = max(usable, key=lambda d: d.recommendation)
     unclamped = driver.recommendation
     raw = min(max(unclamped, floor), spec.max_replicas)
@@ -327,9 +386,9 @@ def _decide(inp: PolicyInput, state: AutoscalerState) -> tuple[Decision, Autosca
     # The fast path is for load that is building. A backlog already shrinking (e.g. the queue
     # left by a cold start, draining on the replicas just started) gets the normal windows.
     receding = previous is not None and unclamped < previous
-    panic = [] if receding else [
+    panic = () if receding else tuple(
         d for d in usable if d.ratio is not None and d.ratio >= behavior.panic_threshold
-    ]
+    )
 
     up_from = now - behavior.scale_up_stabilization_seconds
     down_from = now - behavior.scale_down_stabilization_seconds
@@ -345,49 +404,63 @@ def _decide(inp: PolicyInput, state: AutoscalerState) -> tuple[Decision, Autosca
     # Starting replicas are capacity on its way: do not add more for the same load, unless
     # the load is a burst even when they are counted (ratio over ready + starting replicas).
     future_share = inp.ready_replicas / (inp.ready_replicas + inp.starting_replicas)
-    overwhelming = [d for d in panic if d.ratio * future_share >= behavior.panic_threshold]
-    if stabilized > current and inp.starting_replicas > 0 and not overwhelming:
-        return make(current, Reason.waiting_for_starting_pods, _starting_message(inp, raw)), state
+    overwhelming = tuple(d for d in panic if d.ratio * future_share >= behavior.panic_threshold)
+    return state, _Stabilized(driver, unclamped, raw, stabilized, down_recommendation, panic, overwhelming,
+                              future_share)
 
-    desired = min(stabilized, current + behavior.max_scale_up_step)
+
+def _act(inp: PolicyInput, s: _Stabilized, usable: list[MetricDetail], make: _Maker, floor: int) -> Decision:
+    """Step limits and bounds, then the decision with the reason it was taken (or held)."""
+    spec, behavior, current = inp.spec, inp.spec.behavior, inp.current_replicas
+    if s.stabilized > current and inp.starting_replicas > 0 and not s.overwhelming:
+        return make(current, Reason.waiting_for_starting_pods, _starting_message(inp, s.raw))
+
+    desired = min(s.stabilized, current + behavior.max_scale_up_step)
     desired = max(desired, current - behavior.max_scale_down_step)
     desired = min(max(desired, floor), spec.max_replicas)
-    why = f"{driver.name} {_fmt(driver.value)} vs target {_fmt(driver.target)} -> {unclamped}"
+    why = f"{s.driver.name} {_fmt(s.driver.value)} vs target {_fmt(s.driver.target)} -> {s.unclamped}"
 
     if desired > current:
         notes = [why]
-        if overwhelming and inp.starting_replicas:
+        if s.overwhelming and inp.starting_replicas:
             notes.append(
-                f"burst: {overwhelming[0].name} at {overwhelming[0].ratio * future_share:.1f}x target even "
+                f"burst: {s.overwhelming[0].name} at {s.overwhelming[0].ratio * s.future_share:.1f}x target even "
                 f"counting {inp.starting_replicas} starting replicas"
             )
-        elif panic:
-            notes.append(f"burst: {panic[0].name} at {panic[0].ratio:.1f}x target skipped the up-window")
-        if desired < stabilized:
+        elif s.panic:
+            notes.append(f"burst: {s.panic[0].name} at {s.panic[0].ratio:.1f}x target skipped the up-window")
+        if desired < s.stabilized:
             notes.append(f"limited to +{behavior.max_scale_up_step} per decision")
-        return make(desired, Reason.scaled_up, "; ".join(notes)), state
+        return make(desired, Reason.scaled_up, "; ".join(notes))
     if desired < current:
         notes = [why]
-        if desired > stabilized:
+        if desired > s.stabilized:
             notes.append(f"limited to -{behavior.max_scale_down_step} per decision")
-        return make(desired, Reason.scaled_down, "; ".join(notes)), state
-    if unclamped > current and current >= spec.max_replicas:
-        return make(current, Reason.at_max, f"{why}; at maxReplicas {spec.max_replicas}"), state
-    if unclamped < current and current <= floor:
-        return make(current, Reason.at_min, f"{why}; at minReplicas {floor}"), state
-    if raw > current:
+        return make(desired, Reason.scaled_down, "; ".join(notes))
+    return _held(inp, s, usable, make, floor, why)
+
+
+def _held(inp: PolicyInput, s: _Stabilized, usable: list[MetricDetail], make: _Maker, floor: int,
+          why: str) -> Decision:
+    """No change: name what holds the replicas (a bound, a window, the tolerance)."""
+    spec, behavior, current = inp.spec, inp.spec.behavior, inp.current_replicas
+    if s.unclamped > current and current >= spec.max_replicas:
+        return make(current, Reason.at_max, f"{why}; at maxReplicas {spec.max_replicas}")
+    if s.unclamped < current and current <= floor:
+        return make(current, Reason.at_min, f"{why}; at minReplicas {floor}")
+    if s.raw > current:
         window_s = behavior.scale_up_stabilization_seconds
-        return make(current, Reason.held_stabilization, f"{why}; scale-up window {window_s:.0f}s"), state
-    if raw < current:
+        return make(current, Reason.held_stabilization, f"{why}; scale-up window {window_s:.0f}s")
+    if s.raw < current:
         window_s = behavior.scale_down_stabilization_seconds
         return make(
             current,
             Reason.held_stabilization,
-            f"{why}; scale-down window {window_s:.0f}s holds {min(down_recommendation, spec.max_replicas)}",
-        ), state
-    if any(d.note.endswith("within tolerance") for d in usable if d.recommendation == raw):
-        return make(current, Reason.held_tolerance, f"{why}; within tolerance {behavior.tolerance:g}"), state
-    return make(current, Reason.held_tolerance, f"{why}; the recommendation equals the current replicas"), state
+            f"{why}; scale-down window {window_s:.0f}s holds {min(s.down_recommendation, spec.max_replicas)}",
+        )
+    if any(d.note.endswith("within tolerance") for d in usable if d.recommendation == s.raw):
+        return make(current, Reason.held_tolerance, f"{why}; within tolerance {behavior.tolerance:g}")
+    return make(current, Reason.held_tolerance, f"{why}; the recommendation equals the current replicas")
 
 
 def _decide_demand(
@@ -519,7 +592,7 @@ def _track_idle(inp: PolicyInput, state: AutoscalerState) -> AutoscalerState:
     return state if state.idle_since is not None else replace(state, idle_since=inp.now)
 
 
-def _from_zero(inp: PolicyInput, state: AutoscalerState, make, floor: int) -> tuple[Decision, AutoscalerState]:
+def _from_zero(inp: PolicyInput, state: AutoscalerState, make: _Maker, floor: int) -> Outcome:
     if inp.spec.min_replicas > 0:
         return make(floor, Reason.scaled_up, f"below minReplicas {inp.spec.min_replicas}"), state
     wake = inp.wake
