@@ -75,6 +75,13 @@ def cmd_crds(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rbac(args: argparse.Namespace) -> int:
+    from llmops import rbac
+
+    sys.stdout.write(rbac.helm_template() if args.helm else rbac.role_yaml(args.leader_worker_set))
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from llmops.operator_main import run_operator
 
@@ -95,6 +102,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("crds", help="print the LLMDeployment CustomResourceDefinition")
     p.set_defaults(func=cmd_crds)
+
+    p = sub.add_parser("rbac", help="print the ClusterRole the operator needs (least privilege)")
+    p.add_argument("--leader-worker-set", action="store_true", help="include LeaderWorkerSet access")
+    p.add_argument("--helm", action="store_true",
+                   help="print the chart's rules template instead (charts/llmops/templates/_rbac_rules.tpl)")
+    p.set_defaults(func=cmd_rbac)
 
     p = sub.add_parser("run", help="run the operator")
     p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG)")

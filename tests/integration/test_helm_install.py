@@ -17,6 +17,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from llmops import rbac
 from llmops.kube import Kube
 from llmops_sandbox.tools.chart import CHART_DIR, helm
 from llmops_sandbox.tools.helm import kubectl_path
@@ -207,16 +208,15 @@ def test_the_service_account_can_do_exactly_what_the_operator_needs(release):
         return review.status.allowed
 
     ns = release.workloads
-    needed = [("watch", "llmops.io", "llmdeployments", None), ("patch", "llmops.io", "llmdeployments", None),
-              ("patch", "llmops.io", "llmdeployments", "status"), ("patch", "llmops.io", "llmdeployments", "scale"),
-              ("create", "apps", "deployments", None), ("patch", "apps", "deployments", None),
-              ("patch", "", "services", None), ("create", "policy", "poddisruptionbudgets", None),
-              ("list", "", "pods", None), ("create", "", "events", None),
-              ("create", "apps", "statefulsets", None), ("delete", "apps", "statefulsets", None),
-              ("create", "apps", "daemonsets", None), ("delete", "apps", "daemonsets", None),
-              ("delete", "apps", "deployments", None), ("patch", "", "pods", "status"), ("delete", "", "pods", None)]
+    # Every verb of the one source (src/llmops/rbac.py) where the operator watches.
+    needed = [(verb, rule["apiGroups"][0], *(resource.split("/") + [None])[:2])
+              for rule in rbac.namespaced_rules() for resource in rule["resources"] for verb in rule["verbs"]]
+    assert ("patch", "llmops.io", "llmdeployments", "scale") in needed and len(needed) > 30
     for verb, group, resource, sub in needed:
         assert allowed(verb, group, resource, ns, sub), f"{verb} {group}/{resource}/{sub or ''} denied in {ns}"
+    for rule in rbac.cluster_rules():
+        for verb in rule["verbs"]:
+            assert allowed(verb, rule["apiGroups"][0], rule["resources"][0], None), f"{verb} {rule} denied"
     assert allowed("watch", "apiextensions.k8s.io", "customresourcedefinitions", None)
     assert allowed("watch", "", "nodes", None)
     forbidden = [("get", "", "secrets", ns, None), ("delete", "apps", "deployments", "default", None),

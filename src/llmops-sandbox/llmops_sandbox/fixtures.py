@@ -1,8 +1,10 @@
 """pytest fixtures shared by tests/integration and e2e: ONE operator per test session.
 
-On the sandbox the operator runs as a local process with the sandbox's Prometheus. On a
-cluster named by LLMOPS_TEST_KUBECONFIG (kind) it is the operator the Helm chart installed,
-and Prometheus is at LLMOPS_TEST_PROMETHEUS_URL.
+On the sandbox the operator runs as a local process with the sandbox's Prometheus, as a
+ServiceAccount holding only the chart's RBAC rules (llmops.rbac): any API call the rules do
+not allow fails the session at teardown, naming the refused calls. On a cluster named by
+LLMOPS_TEST_KUBECONFIG (kind) it is the operator the Helm chart installed, and Prometheus is
+at LLMOPS_TEST_PROMETHEUS_URL.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import pytest
 from kubernetes import client
 
+from llmops_sandbox.least_privilege import operator_kubeconfig, refusals
 from llmops_sandbox.operator_process import install_crd, start_operator
 
 FOREIGN_CLUSTER = bool(os.environ.get("LLMOPS_TEST_KUBECONFIG"))
@@ -51,10 +54,16 @@ def operator(kubeconfig, api_client, crd_installed, prometheus_url, tmp_path_fac
                         "(e2e/kind/run-e2e.sh does)")
         yield None
         return
-    op = start_operator(str(kubeconfig), tmp_path_factory.mktemp("operator") / "operator.log",
-                        prometheus_url=prometheus_url)
+    workdir = tmp_path_factory.mktemp("operator")
+    least = operator_kubeconfig(api_client, str(kubeconfig), workdir / "kubeconfig")
+    op = start_operator(str(least), workdir / "operator.log", prometheus_url=prometheus_url)
     yield op
     op.stop()
+    refused = refusals(op.log_path.read_text(errors="replace"))
+    if refused:
+        pytest.fail(f"the operator was refused API calls its RBAC rules (src/llmops/rbac.py) do not allow; "
+                    f"add the verbs there and regenerate the chart's rules (`llmops rbac --helm`):\n"
+                    + "\n".join(refused[:20]))
 
 
 @pytest.fixture(scope="session")
