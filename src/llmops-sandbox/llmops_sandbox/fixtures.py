@@ -61,8 +61,8 @@ def operator(kubeconfig, api_client, crd_installed, prometheus_url, tmp_path_fac
     op.stop()
     refused = refusals(op.log_path.read_text(errors="replace"))
     if refused:
-        pytest.fail(f"the operator was refused API calls its RBAC rules (src/llmops/rbac.py) do not allow; "
-                    f"add the verbs there and regenerate the chart's rules (`llmops rbac --helm`):\n"
+        pytest.fail("the operator was refused API calls its RBAC rules (src/llmops/rbac.py) do not allow; "
+                    "add the verbs there and regenerate the chart's rules (`llmops rbac --helm`):\n"
                     + "\n".join(refused[:20]))
 
 
