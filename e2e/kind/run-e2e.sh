@@ -101,8 +101,8 @@ find_python() {
   else
     PYTHON=python3
   fi
-  "$PYTHON" -c 'import llmops, pytest, kubernetes' 2>/dev/null \
-    || die "$PYTHON cannot import llmops and pytest; install them: python3 -m venv .venv && .venv/bin/pip install -e '.[test]'"
+  "$PYTHON" -c 'import llmops, llmops_sandbox, pytest, kubernetes' 2>/dev/null \
+    || die "$PYTHON cannot import llmops, llmops_sandbox (the suite's fixtures) and pytest; install them: .venv/bin/pip install -e '.[test]' -e src/llmops-sim -e src/llmops-load -e src/llmops-sandbox"
 }
 
 # --- cluster -------------------------------------------------------------------------------

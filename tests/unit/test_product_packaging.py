@@ -101,6 +101,13 @@ def test_a_verb_whose_distribution_is_missing_names_the_fix():
     assert set(PLUGIN_HOMES) == {"sandbox", "sim", "load"}
 
 
+def test_the_simulator_image_and_the_kind_workflow_install_what_they_run():
+    sim_image = (ROOT / "e2e" / "images" / "vllm-sim" / "Dockerfile").read_text()
+    assert "pip install . ./src/llmops-sim" in sim_image     # `llmops sim serve` is its entrypoint
+    workflow = (ROOT / ".github" / "workflows" / "e2e-kind.yml").read_text()
+    assert "-e src/llmops-sandbox" in workflow               # the e2e suite's fixtures
+
+
 def test_the_operator_image_installs_only_the_product():
     dockerfile = (ROOT / "operator" / "Dockerfile").read_text()
     copies = [line.split()[1:-1] for line in dockerfile.splitlines() if line.startswith("COPY") and "--from" not in line]
