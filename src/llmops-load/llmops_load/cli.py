@@ -65,8 +65,8 @@ class _UserError(Exception):
 
 
 def _run(args) -> int:
-    """User errors print one line and exit 2, like llmops.cli.UserError, also when the CLI
-    runs as `python -m llmops.cli` (there that module's UserError is another class)."""
+    """User errors print one line and exit 2, as llmops.errors.UserError does; llmops-load
+    does not depend on the operator, so it keeps its own error class."""
     try:
         return _run_checked(args)
     except _UserError as exc:

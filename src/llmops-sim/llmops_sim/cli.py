@@ -45,8 +45,7 @@ def register(subparsers) -> None:
 
 
 def _user_error(message: str) -> int:
-    """Like llmops.cli.UserError (one line, exit 2), but also when pods run the CLI as
-    `python -m llmops.cli`, where that module's UserError is a different class object."""
+    """One line and exit 2, as llmops.errors.UserError gets from the CLI."""
     print(f"error: {message}", file=sys.stderr)
     return 2
 
