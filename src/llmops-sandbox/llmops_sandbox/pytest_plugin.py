@@ -1,6 +1,6 @@
 """pytest fixtures for tests that need a Kubernetes cluster.
 
-Enable with `pytest_plugins = ["llmops_sandbox.pytest_plugin"]` in tests/conftest.py.
+pytest loads it wherever llmops-sandbox is installed (its `pytest11` entry point).
 
 - If LLMOPS_TEST_KUBECONFIG is set, that cluster is used as is (kind / e2e path);
   fixtures needing sandbox-only things skip there.
