@@ -15,6 +15,7 @@ SUBCOMMAND_MODULES = [
     "llmops.sim.cli",           # sim serve/worker/stage
     "llmops.stage.cli",         # stage fetch/wait
     "llmops.load.cli",          # load
+    "llmops.activator.cli",     # activator
 ]
 
 

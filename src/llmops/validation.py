@@ -57,6 +57,8 @@ PATTERN_HINTS = {
 RANGE_HINTS = {
     "drainSeconds": "set 0..3600 seconds a stopping pod may spend finishing in-flight requests "
                     "(0 = do not wait for them; default 120)",
+    "queueSize": "set 1..100000 requests the activator may hold while the deployment wakes (default 100)",
+    "holdSeconds": "set 1..86400 seconds, at most spec.engine.startupTimeoutSeconds (default 600)",
 }
 
 
@@ -139,6 +141,11 @@ def _register_builtin_checks() -> None:
 
     if check_fit not in SEMANTIC_CHECKS:
         SEMANTIC_CHECKS.append(check_fit)
+    # spec.activator: a queue that holds nothing, a hold longer than the startup timeout.
+    from llmops.activator.checks import check_activator
+
+    if check_activator not in SEMANTIC_CHECKS:
+        SEMANTIC_CHECKS.append(check_activator)
 
 
 _register_builtin_checks()
