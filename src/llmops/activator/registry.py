@@ -85,8 +85,22 @@ class Registry:
         self.kube, self.refresh_seconds = kube, refresh_seconds
         self.deployments: dict[tuple[str, str], Held] = {}
         self.synced = asyncio.Event()
+        self.refreshed_at = 0.0
+        self._refreshing: Optional[asyncio.Task] = None
+
+    async def refresh_soon(self, max_age: float = 0.5) -> None:
+        """Refresh now unless the view is younger than `max_age`; concurrent callers share one LIST."""
+        if time.monotonic() - self.refreshed_at < max_age:
+            return
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.ensure_future(self.refresh())
+        try:
+            await asyncio.shield(self._refreshing)
+        except Exception as exc:
+            log.warning("refreshing LLMDeployments failed: %s", exc)
 
     async def refresh(self) -> None:
+        started = time.monotonic()
         bodies = await asyncio.to_thread(self.kube.list_llmdeployments)
         seen = set()
         for body in bodies:
@@ -104,6 +118,7 @@ class Registry:
         for key in set(self.deployments) - seen:
             gone = self.deployments.pop(key)
             gone.ready.set()  # held requests re-check and are refused (the deployment went)
+        self.refreshed_at = started
         self.synced.set()
 
     async def refresh_forever(self) -> None:

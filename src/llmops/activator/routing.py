@@ -58,10 +58,12 @@ def _ready(pod: Mapping[str, Any]) -> bool:
 
 
 def serving_pods(pods: Sequence[Mapping[str, Any]], multi_node: bool) -> list[Mapping[str, Any]]:
-    """Pods that answer the API: every pod of a single-node deployment, group leaders otherwise."""
-    if not multi_node:
-        return list(pods)
-    return [p for p in pods if (p["metadata"].get("labels") or {}).get(ROLE_LABEL) == "leader"]
+    """Pods that answer the API: every pod of a single-node deployment, group leaders otherwise.
+    A group's worker never serves, whatever the caller knows about the shape."""
+    def role(p: Mapping[str, Any]) -> Optional[str]:
+        return (p["metadata"].get("labels") or {}).get(ROLE_LABEL)
+
+    return [p for p in pods if role(p) != "worker" and (not multi_node or role(p) == "leader")]
 
 
 def ready_serving_pods(pods: Sequence[Mapping[str, Any]], multi_node: bool) -> list[Mapping[str, Any]]:

@@ -64,7 +64,11 @@ class Activator:
         arrived = time.monotonic()
         body = await request.read()
         await self.registry.synced.wait()
-        h = self.registry.find(request.headers.get("Host"), _model_of(body))
+        host, model = request.headers.get("Host"), _model_of(body)
+        h = self.registry.find(host, model)
+        if h is None:  # created a moment ago, and routed here before our next periodic refresh?
+            await self.registry.refresh_soon()
+            h = self.registry.find(host, model)
         if h is None:
             metrics.REFUSED.labels("", "", "unknown-deployment").inc()
             return _error(404, "the llmops activator holds requests only for LLMDeployments with "
