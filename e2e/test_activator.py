@@ -156,7 +156,7 @@ async def burst_with_overflow(core, activator: Installed, namespace: str, name: 
 
         async def all_held() -> bool:
             samples = await asyncio.to_thread(activator.metrics, core)
-            return metric(samples, "llmops_activator_holding_requests", namespace=namespace, deployment=name) >= BURST
+            return metric(samples, "llmops_activator_holding_requests", namespace=namespace, llmdeployment=name) >= BURST
 
         deadline = time.time() + 60
         while not await all_held():
@@ -183,13 +183,13 @@ def check_burst(core, activator, namespace, name, held, overflow, url, before) -
     assert all(r.first_byte >= ready_at - 1.0 for r in held), "a request was answered before any replica was Ready"
     assert waits[-1] <= cold_start + 5, f"held {waits[-1]:.1f}s, well beyond the {cold_start:.1f}s cold start"
     after = activator.metrics(core)
-    delta = {k: metric(after, k, namespace=namespace, deployment=name) - metric(before, k, namespace=namespace,
-                                                                                  deployment=name)
+    delta = {k: metric(after, k, namespace=namespace, llmdeployment=name) - metric(before, k, namespace=namespace,
+                                                                                  llmdeployment=name)
              for k in ("llmops_activator_held_requests_total", "llmops_activator_forwarded_requests_total",
                        "llmops_activator_hold_seconds_count")}
-    refused = metric(after, "llmops_activator_refused_requests_total", namespace=namespace, deployment=name,
+    refused = metric(after, "llmops_activator_refused_requests_total", namespace=namespace, llmdeployment=name,
                      reason="queue-full") - metric(before, "llmops_activator_refused_requests_total",
-                                                   namespace=namespace, deployment=name, reason="queue-full")
+                                                   namespace=namespace, llmdeployment=name, reason="queue-full")
     assert delta == {"llmops_activator_held_requests_total": BURST,
                      "llmops_activator_forwarded_requests_total": BURST,
                      "llmops_activator_hold_seconds_count": BURST}, delta
@@ -217,8 +217,8 @@ def check_no_extra_hop(core, crs, activator, namespace, name, after_burst) -> No
     assert all(r.status == 200 and r.finished for r in results), results[:3]
     assert {r.via for r in results} <= {f"http://{ip}:8000" for ip in pod_ips}
     later = activator.metrics(core)
-    assert metric(later, "llmops_activator_forwarded_requests_total", namespace=namespace, deployment=name) == \
-        metric(after_burst, "llmops_activator_forwarded_requests_total", namespace=namespace, deployment=name), \
+    assert metric(later, "llmops_activator_forwarded_requests_total", namespace=namespace, llmdeployment=name) == \
+        metric(after_burst, "llmops_activator_forwarded_requests_total", namespace=namespace, llmdeployment=name), \
         "requests passed through the activator although a replica was Ready"
 
 

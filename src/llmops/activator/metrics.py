@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-LABELS = ("namespace", "deployment")
+# The same identity labels as the operator's series, so dashboards join them (honorLabels keeps them).
+LABELS = ("namespace", "llmdeployment")
 # Holds last about one cold start: seconds (sandbox) to tens of minutes (a large model's download).
 HOLD_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 900, 1200, 1800)
 
