@@ -19,6 +19,7 @@ import pytest
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
+from llmops.activator.server import HELD_HEADER
 from llmops.kube import Kube
 from llmops.testing.samples import sim_deployment
 from llmops.tools.chart import render
@@ -109,6 +110,7 @@ class Result:
     finished: bool = False  # saw data: [DONE]
     error: str = ""
     via: str = ""
+    held_header: Optional[str] = None  # the activator's X-Llmops-Held-Seconds: set only on held requests
 
 
 async def stream_one(session: aiohttp.ClientSession, url: str, model: str) -> Result:
@@ -117,6 +119,7 @@ async def stream_one(session: aiohttp.ClientSession, url: str, model: str) -> Re
     try:
         async with session.post(f"{url}/v1/completions", json=body) as resp:
             r.status, r.retry_after = resp.status, resp.headers.get("Retry-After")
+            r.held_header = resp.headers.get(HELD_HEADER)
             async for line in resp.content:
                 if r.first_byte is None:
                     r.first_byte = time.time()
@@ -182,6 +185,9 @@ def check_burst(core, activator, namespace, name, held, overflow, url, before) -
     # 1 s resolution), not before it and not much later.
     assert all(r.first_byte >= ready_at - 1.0 for r in held), "a request was answered before any replica was Ready"
     assert waits[-1] <= cold_start + 5, f"held {waits[-1]:.1f}s, well beyond the {cold_start:.1f}s cold start"
+    # The activator says how long it held each one: about the cold start, for every request.
+    holds = sorted(float(r.held_header) for r in held)
+    assert holds[0] >= cold_start - 1.5 and holds[-1] <= cold_start + 5, (holds[0], holds[-1], cold_start)
     after = activator.metrics(core)
     delta = {k: metric(after, k, namespace=namespace, llmdeployment=name) - metric(before, k, namespace=namespace,
                                                                                   llmdeployment=name)
@@ -194,8 +200,9 @@ def check_burst(core, activator, namespace, name, held, overflow, url, before) -
                      "llmops_activator_forwarded_requests_total": BURST,
                      "llmops_activator_hold_seconds_count": BURST}, delta
     assert refused == EXTRA
-    print(f"{name}: cold start {cold_start:.1f}s, held {waits[0]:.1f}..{waits[-1]:.1f}s, "
-          f"p50 {waits[len(waits) // 2]:.1f}s; {EXTRA} x 429 Retry-After {overflow[0].retry_after}s")
+    print(f"{name}: cold start {cold_start:.1f}s, first byte after {waits[0]:.1f}..{waits[-1]:.1f}s, "
+          f"activator hold {holds[0]:.2f}..{holds[-1]:.2f}s (p50 {holds[len(holds) // 2]:.2f}s); "
+          f"{EXTRA} x 429 Retry-After {overflow[0].retry_after}s")
     return after
 
 
@@ -215,6 +222,7 @@ def check_no_extra_hop(core, crs, activator, namespace, name, after_burst) -> No
     assert svc.metadata.annotations["llmops.io/route"] == "pods"
     results = asyncio.run(direct(core, namespace, name))
     assert all(r.status == 200 and r.finished for r in results), results[:3]
+    assert not any(r.held_header for r in results), "a request with a Ready replica went through the activator"
     assert {r.via for r in results} <= {f"http://{ip}:8000" for ip in pod_ips}
     later = activator.metrics(core)
     assert metric(later, "llmops_activator_forwarded_requests_total", namespace=namespace, llmdeployment=name) == \

@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from llmops.activator import routing
+from llmops.activator.service_route import route_children, sync_route
 from llmops.api.v1alpha1 import LLMDeployment
 from llmops.groups import MEMBERS_ANNOTATION, Restart, SetGate, plan_group_actions
 from llmops.inventory import GPUNode, inventory_or_none
@@ -135,10 +135,7 @@ def _report(kube: Kube, d: LLMDeployment, body: dict[str, Any], workload: Option
             sharding: ResolvedSharding, capabilities: ClusterCapabilities) -> tuple[dict[str, Any], list[Note]]:
     pods = kube.list_pods(d.namespace, selector_string(d))
     notes = _sync_groups(kube, d, sharding, pods, capabilities)
-    if _activator_wanted(d, capabilities):  # a pod got Ready or went: maybe switch the route
-        service = next(c for c in render_children(d, sharding, capabilities) if c["kind"] == "Service")
-        for obj in routing.routed_objects(_route(kube, d, [service], sharding, capabilities, pods)):
-            kube.apply(obj)
+    sync_route(kube, d, sharding, capabilities, pods)  # spec.activator: a pod got Ready or went
     previous = body.get("status") or {}
     staging, stage_pods = None, []
     if staging_enabled(d):
@@ -149,25 +146,6 @@ def _report(kube: Kube, d: LLMDeployment, body: dict[str, Any], workload: Option
     if status_changed(previous, status):
         kube.patch_llmdeployment_status(d.name, d.namespace, status)
     return status, notes
-
-
-def _activator_wanted(d: LLMDeployment, capabilities: ClusterCapabilities) -> bool:
-    return d.spec.activator.enabled and capabilities.activator is not None
-
-
-def _route(kube: Kube, d: LLMDeployment, children: list[dict[str, Any]], sharding: ResolvedSharding,
-           capabilities: ClusterCapabilities, pods: Optional[list[dict[str, Any]]] = None) -> list[dict[str, Any]]:
-    """spec.activator: the Service points at the activator while no replica is Ready
-    (llmops.activator.routing); otherwise the children are returned unchanged."""
-    if not _activator_wanted(d, capabilities):
-        return children
-    if pods is None:
-        pods = kube.list_pods(d.namespace, selector_string(d))
-    ready = routing.ready_serving_pods(pods, sharding.nodes_per_replica > 1)
-    target = routing.endpoint_target(True, True, bool(ready))
-    ref = routing.ActivatorRef.parse(capabilities.activator)
-    endpoints = kube.get("v1", "Endpoints", ref.name, ref.namespace) if target is routing.Target.activator else None
-    return routing.routed_children(children, d, target, endpoints)
 
 
 def _primary_workload(children: list[dict[str, Any]]) -> dict[str, Any]:
@@ -186,7 +164,8 @@ def reconcile(kube: Kube, body: dict[str, Any], capabilities: ClusterCapabilitie
     if sharding is None:
         return _refuse(kube, body, "Pending", "DoesNotFit",
                        "no eligible GPU nodes can run this shape: " + "; ".join(problems))
-    children = _route(kube, d, render_children(d, sharding, capabilities), sharding, capabilities)
+    children = route_children(kube, d, render_children(d, sharding, capabilities), sharding.nodes_per_replica > 1,
+                              capabilities)  # spec.activator: the Service may point at the activator
     notes: list[Note] = []
     primary = _primary_workload(children)
     workload = None

@@ -81,8 +81,9 @@ def held_from_body(body: dict[str, Any]) -> Optional[Held]:
 
 
 class Registry:
-    def __init__(self, kube: Kube, refresh_seconds: float = 2.0):
+    def __init__(self, kube: Kube, refresh_seconds: float = 2.0, upstream_port: int = VLLM_PORT):
         self.kube, self.refresh_seconds = kube, refresh_seconds
+        self.upstream_port = upstream_port  # vLLM's port in every serving pod (a benchmark moves it)
         self.deployments: dict[tuple[str, str], Held] = {}
         self.synced = asyncio.Event()
         self.refreshed_at = 0.0
@@ -147,7 +148,7 @@ class Registry:
         if now - h.urls_at > max_age:
             pods = await asyncio.to_thread(self.kube.list_pods, h.namespace, h.selector)
             ready = routing.ready_serving_pods(pods, h.multi_node)
-            h.set_urls(sorted(f"http://{p['status']['podIP']}:{VLLM_PORT}" for p in ready), time.monotonic())
+            h.set_urls(sorted(f"http://{p['status']['podIP']}:{self.upstream_port}" for p in ready), time.monotonic())
         return h.urls
 
     def watch(self, h: Held) -> None:

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 # Hop-by-hop headers (RFC 9110 7.6.1) and those aiohttp sets itself for the new connection.
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "host", "content-length"}
+HELD_HEADER = "X-Llmops-Held-Seconds"
 CONNECT_RETRY_PAUSE = 0.2  # a replica that went away between the readiness check and the connect
 
 
@@ -107,6 +108,7 @@ class Activator:
                                                  "the LLMDeployment was deleted or its activator turned off")
                     metrics.REFUSED.labels(*labels, verdict.reason).inc()
                     return _error(verdict.status, verdict.message, verdict.retry_after, kind="service_unavailable")
+                waited = time.monotonic() - arrived  # held until a Ready replica was there
                 try:
                     upstream = await self.session.request(
                         request.method, url + request.rel_url.raw_path_qs, data=body,
@@ -127,9 +129,9 @@ class Activator:
                 h.held -= 1
                 metrics.HOLDING.labels(*labels).dec()
         if held:
-            metrics.HOLD_SECONDS.labels(*labels).observe(time.monotonic() - arrived)
+            metrics.HOLD_SECONDS.labels(*labels).observe(waited)
         metrics.FORWARDED.labels(*labels).inc()
-        return await self._relay(request, upstream, labels)
+        return await self._relay(request, upstream, labels, waited if held else None)
 
     async def _ready_url(self, h: Held, deadline: float) -> Optional[str]:
         """A Ready replica's URL, waiting for one until `deadline` (monotonic). While requests
@@ -146,10 +148,12 @@ class Activator:
                 return None
         return None
 
-    async def _relay(self, request: web.Request, upstream: aiohttp.ClientResponse, labels: tuple[str, str]) -> web.StreamResponse:
-        response = web.StreamResponse(
-            status=upstream.status, reason=upstream.reason,
-            headers={k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP})
+    async def _relay(self, request: web.Request, upstream: aiohttp.ClientResponse, labels: tuple[str, str],
+                     held_seconds: Optional[float]) -> web.StreamResponse:
+        headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
+        if held_seconds is not None:  # how long this request waited for a replica (clients, tests, logs)
+            headers[HELD_HEADER] = f"{held_seconds:.3f}"
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
         try:
             await response.prepare(request)
             async for chunk in upstream.content.iter_any():
