@@ -90,14 +90,18 @@ class Activator:
     async def _serve(self, request: web.Request, h: Held, body: bytes, arrived: float, held: bool) -> web.StreamResponse:
         labels = (h.namespace, h.name)
         deadline = arrived + h.hold_seconds
+        holding = False  # counted in h.held and the holding gauge right now
 
-        def hold() -> None:
-            h.held += 1
-            metrics.HOLDING.labels(*labels).inc()
-            self.registry.watch(h)
+        def hold(on: bool) -> None:
+            nonlocal holding
+            if on != holding:
+                h.held += 1 if on else -1
+                metrics.HOLDING.labels(*labels).inc(1 if on else -1)
+                holding = on
+            if on:
+                self.registry.watch(h)
 
-        if held:
-            hold()
+        hold(held)
         try:
             while True:
                 url = await self._ready_url(h, deadline)
@@ -108,7 +112,8 @@ class Activator:
                                                  "the LLMDeployment was deleted or its activator turned off")
                     metrics.REFUSED.labels(*labels, verdict.reason).inc()
                     return _error(verdict.status, verdict.message, verdict.retry_after, kind="service_unavailable")
-                waited = time.monotonic() - arrived  # held until a Ready replica was there
+                waited = time.monotonic() - arrived  # the hold ends when a Ready replica is there
+                hold(False)
                 try:
                     upstream = await self.session.request(
                         request.method, url + request.rel_url.raw_path_qs, data=body,
@@ -120,14 +125,12 @@ class Activator:
                     if not held:
                         held = True
                         metrics.HELD.labels(*labels).inc()
-                        hold()
+                    hold(True)
                     await asyncio.sleep(CONNECT_RETRY_PAUSE)
                     continue
                 break
         finally:
-            if held:
-                h.held -= 1
-                metrics.HOLDING.labels(*labels).dec()
+            hold(False)
         if held:
             metrics.HOLD_SECONDS.labels(*labels).observe(waited)
         metrics.FORWARDED.labels(*labels).inc()
