@@ -189,8 +189,6 @@ def on_pod(labels: dict[str, str], namespace: str, memo: kopf.Memo, gpu_nodes: k
         _refresh(memo, owner, namespace, gpu_nodes)
 
 
-@kopf.on.event("", "v1", "endpoints", labels=OWNED, annotations={"llmops.io/route": "activator"},
-               when=lambda **_: ACTIVATOR is not None)
 def on_routed_endpoints(labels: dict[str, str], namespace: str, memo: kopf.Memo, gpu_nodes: kopf.Index,
                         **_: Any) -> None:
     """Endpoints we point at the activator: if the endpoints controller overwrote them while
@@ -198,6 +196,15 @@ def on_routed_endpoints(labels: dict[str, str], namespace: str, memo: kopf.Memo,
     owner = _owner_of(labels)
     if owner:
         _refresh(memo, owner, namespace, gpu_nodes)
+
+
+def enable_activator(service: str) -> None:
+    """`llmops run --activator NAMESPACE/NAME`: route waking deployments there, and watch
+    Endpoints (only then: a cluster's Endpoints change often, and Kopf filters labels client-side)."""
+    global ACTIVATOR
+    ACTIVATOR = service
+    kopf.on.event("", "v1", "endpoints", labels=OWNED, annotations={"llmops.io/route": "activator"})(
+        on_routed_endpoints)
 
 
 def _refresh(memo: kopf.Memo, name: str, namespace: str, nodes: kopf.Index) -> None:

@@ -29,7 +29,7 @@ def run_operator(args: argparse.Namespace) -> int:
         from llmops.activator.routing import ActivatorRef
 
         try:
-            controller.ACTIVATOR = str(ActivatorRef.parse(args.activator))
+            controller.enable_activator(str(ActivatorRef.parse(args.activator)))
         except ValueError as exc:
             raise UserError(str(exc)) from None
     _enable_webhook(args)

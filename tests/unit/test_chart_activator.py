@@ -67,3 +67,14 @@ def test_namespaced_operator_may_read_only_the_activators_endpoints():
     assert role["rules"] == [{"apiGroups": [""], "resources": ["endpoints"],
                               "resourceNames": [role["metadata"]["name"].removesuffix("-endpoints")],
                               "verbs": ["get"]}]
+
+
+def test_the_operator_may_manage_endpoints_only_with_the_activator_on():
+    def operator_grants(docs):
+        role = next(d for d in docs if d["kind"] == "ClusterRole"
+                    and d["metadata"]["labels"]["app.kubernetes.io/component"] == "operator")
+        return {(g, r): set(rule["verbs"]) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
+
+    assert ("", "endpoints") not in operator_grants(render({}))
+    assert operator_grants(render({"activator": {"enabled": True}}))[("", "endpoints")] == \
+        {"get", "list", "watch", "create", "patch"}

@@ -107,7 +107,6 @@ EXPECTED_NAMESPACED = {
     ("policy", "poddisruptionbudgets"): {"get", "create", "patch"},
     ("", "pods"): {"list", "watch", "patch", "delete"},
     ("", "pods/status"): {"patch"},
-    ("", "endpoints"): {"get", "list", "watch", "create", "patch"},
     ("", "events"): {"create"},
 }
 EXPECTED_CLUSTER = {
