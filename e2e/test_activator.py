@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from llmops.activator.server import HELD_HEADER
 from llmops.kube import Kube
+from llmops.testing.fixtures import FOREIGN_CLUSTER
 from llmops.testing.samples import sim_deployment
 from llmops.tools.chart import render
 from llmops.waiting import wait_for
@@ -69,8 +70,17 @@ def endpoint_ips(core: client.CoreV1Api, namespace: str, name: str) -> list[str]
 
 @pytest.fixture(scope="module")
 def activator(api_client, operator, crd_installed):
-    """The chart's activator objects, applied as Helm renders them; the operator told of it."""
+    """The chart's activator objects, applied as Helm renders them; the operator told of it.
+    On a cluster the chart installed (kind: e2e/kind/run-e2e.sh), the chart's own activator."""
     core = client.CoreV1Api(api_client)
+    if FOREIGN_CLUSTER:
+        services = core.list_service_for_all_namespaces(
+            label_selector="app.kubernetes.io/part-of=llmops,app.kubernetes.io/component=activator").items
+        if not services:
+            pytest.fail("no llmops activator Service on the cluster; install the chart with activator.enabled=true "
+                        "(e2e/kind/run-e2e.sh does)")
+        yield Installed(services[0].metadata.namespace, services[0].metadata.name)
+        return
     namespace = f"llmops-activator-{uuid.uuid4().hex[:5]}"
     core.create_namespace({"metadata": {"name": namespace}})
     docs = [d for d in render({"activator": {"enabled": True}}, namespace=namespace)
@@ -249,6 +259,9 @@ def test_burst_at_zero_is_held_through_the_wake_and_overflow_gets_429(activator,
     before = activator.metrics(core)
     held, overflow, url = asyncio.run(burst_with_overflow(core, activator, namespace, name))
     after = check_burst(core, activator, namespace, name, held, overflow, url, before)
+    # Woken through the autoscaler's wake path: the activator set a new llmops.io/wake value.
+    annotations = crs.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)["metadata"]["annotations"]
+    assert annotations["llmops.io/wake"].startswith("activator-")
     check_no_extra_hop(core, crs, activator, namespace, name, after)
     # Back at zero, the Service points at the activator again.
     crs.patch_namespaced_custom_object_scale(GROUP, VERSION, namespace, PLURAL, name, {"spec": {"replicas": 0}})
@@ -284,3 +297,40 @@ def test_multi_node_group_at_zero_holds_the_burst_until_the_whole_group_is_ready
                if p.metadata.labels.get("llmops.io/role") == "worker"]
     assert workers and all(pod_ready_at(w) <= min(r.first_byte for r in held) + 1 for w in workers)
     check_no_extra_hop(core, crs, activator, namespace, name, after)
+
+
+def test_refusals_are_status_codes_with_retry_after_and_each_is_counted(activator, e2e_operator, crs, core, namespace):
+    """Held past holdSeconds: 503 + Retry-After. For no deployment it holds for: 404 (no open
+    proxy). A client that gives up while held: counted as abandoned."""
+    name = "never-wakes"
+    # No autoscaling: nothing acts on the wake annotation, so every hold runs out.
+    body = sim_deployment(name, namespace, replicas=0, activator={"enabled": True, "queueSize": 5, "holdSeconds": 3})
+    crs.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    wait_routed_to_activator(core, activator, namespace, name)
+    before = activator.metrics(core)
+
+    async def run():
+        url = service_url(core, namespace, name)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            timed_out, unknown = await asyncio.gather(stream_one(session, url, name),
+                                                      stream_one(session, url, "no-such-model"))
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as impatient:
+            gave_up = await stream_one(impatient, url, name)
+        return timed_out, unknown, gave_up
+
+    timed_out, unknown, gave_up = asyncio.run(run())
+    assert timed_out.status == 503 and int(timed_out.retry_after) >= 1, timed_out
+    assert 2.5 <= timed_out.done - timed_out.sent <= 6, f"held {timed_out.done - timed_out.sent:.1f}s, holdSeconds is 3"
+    assert unknown.status == 404, unknown
+    assert "TimeoutError" in gave_up.error, gave_up
+
+    def counted(after=None):
+        after = activator.metrics(core)
+        delta = lambda n, **l: metric(after, n, **l) - metric(before, n, **l)  # noqa: E731
+        return (delta("llmops_activator_refused_requests_total", namespace=namespace, llmdeployment=name,
+                      reason="hold-timeout") == 1
+                and delta("llmops_activator_refused_requests_total", reason="unknown-deployment") >= 1
+                and delta("llmops_activator_abandoned_requests_total", namespace=namespace, llmdeployment=name) == 1
+                and metric(after, "llmops_activator_holding_requests", namespace=namespace, llmdeployment=name) == 0)
+
+    wait_for(counted, 10, "the activator did not count the 503, the 404 and the abandoned request")

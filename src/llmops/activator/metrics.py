@@ -17,6 +17,9 @@ REFUSED = Counter("llmops_activator_refused_requests_total",
                   "Requests answered by the activator itself, by reason: queue-full (429), hold-timeout (503), "
                   "unknown-deployment (404), upstream-error (502 or a stream cut by the replica)",
                   (*LABELS, "reason"))
+ABANDONED = Counter("llmops_activator_abandoned_requests_total",
+                    "Held requests whose client went away before a replica was Ready (a client timeout shorter "
+                    "than the cold start: raise it, or lower spec.activator.holdSeconds)", LABELS)
 HOLDING = Gauge("llmops_activator_holding_requests", "Requests held right now", LABELS)
 HOLD_SECONDS = Histogram("llmops_activator_hold_seconds",
                          "Time a held request waited for a Ready replica before it was forwarded",

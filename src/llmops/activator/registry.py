@@ -89,16 +89,17 @@ class Registry:
         self.refreshed_at = 0.0
         self._refreshing: Optional[asyncio.Task] = None
 
-    async def refresh_soon(self, max_age: float = 0.5) -> None:
-        """Refresh now unless the view is younger than `max_age`; concurrent callers share one LIST."""
-        if time.monotonic() - self.refreshed_at < max_age:
-            return
-        if self._refreshing is None or self._refreshing.done():
-            self._refreshing = asyncio.ensure_future(self.refresh())
-        try:
-            await asyncio.shield(self._refreshing)
-        except Exception as exc:
-            log.warning("refreshing LLMDeployments failed: %s", exc)
+    async def refresh_since(self, since: float) -> None:
+        """Make sure the view comes from a LIST started after `since` (monotonic); concurrent
+        callers share one LIST, so a burst of misses costs one at a time."""
+        while self.refreshed_at < since:
+            if self._refreshing is None or self._refreshing.done():
+                self._refreshing = asyncio.ensure_future(self.refresh())
+            try:
+                await asyncio.shield(self._refreshing)
+            except Exception as exc:
+                log.warning("refreshing LLMDeployments failed: %s", exc)
+                return
 
     async def refresh(self) -> None:
         started = time.monotonic()

@@ -68,7 +68,7 @@ class Activator:
         host, model = request.headers.get("Host"), _model_of(body)
         h = self.registry.find(host, model)
         if h is None:  # created a moment ago, and routed here before our next periodic refresh?
-            await self.registry.refresh_soon()
+            await self.registry.refresh_since(arrived)
             h = self.registry.find(host, model)
         if h is None:
             metrics.REFUSED.labels("", "", "unknown-deployment").inc()
@@ -129,6 +129,10 @@ class Activator:
                     await asyncio.sleep(CONNECT_RETRY_PAUSE)
                     continue
                 break
+        except asyncio.CancelledError:  # aiohttp cancels the handler when the client disconnects
+            if holding:
+                metrics.ABANDONED.labels(*labels).inc()
+            raise
         finally:
             hold(False)
         if held:
@@ -201,7 +205,9 @@ async def serve(registry: Registry, host: str, port: int, metrics_port: int) -> 
     runners = []
     try:
         for app, p in ((proxy, port), (admin, metrics_port)):
-            runner = web.AppRunner(app, access_log=None)
+            # handler_cancellation: a client that goes away while held frees its queue slot now
+            # (aiohttp >= 3.8 no longer cancels handlers of closed connections by default).
+            runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
             await runner.setup()
             await web.TCPSite(runner, host, p).start()
             runners.append(runner)
