@@ -236,6 +236,9 @@ operator:
   verbose: true
   podAnnotations:
     llmops.io/e2e-image-id: "$1"
+# e2e/test_activator.py: deployments at zero hold requests in the chart's activator.
+activator:
+  enabled: true
 EOF
 }
 

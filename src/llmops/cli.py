@@ -8,12 +8,13 @@ import sys
 from importlib.metadata import entry_points
 
 from llmops import commands
+from llmops.activator import cli as activator_cli
 from llmops.errors import UserError
 from llmops.planner import cli as planner_cli
 from llmops.stage import cli as stage_cli
 
-# The product's own verbs: render, validate, crds, run; plan; stage fetch/wait.
-PRODUCT_COMMANDS = [commands.register, planner_cli.register, stage_cli.register]
+# The product's own verbs: render, validate, crds, rbac, run; plan; stage fetch/wait; activator.
+PRODUCT_COMMANDS = [commands.register, planner_cli.register, stage_cli.register, activator_cli.register]
 
 # Development verbs come from distributions of their own, found by this entry-point group
 # (each names a `register(subparsers)`), so the operator image carries none of them.

@@ -117,6 +117,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prometheus-url", help="Prometheus base URL the autoscaler queries")
     p.add_argument("--stager-image", default=DEFAULT_STAGER_IMAGE,
                    help=f"image with `llmops stage` for model pre-staging pods (default {DEFAULT_STAGER_IMAGE})")
+    p.add_argument("--activator", metavar="NAMESPACE/SERVICE",
+                   help="the llmops activator's Service (chart: activator.enabled); deployments with "
+                        "spec.activator.enabled route to it while no replica is Ready")
     p.add_argument("--webhook-port", type=int, default=0,
                    help="serve the validating admission webhook (HTTPS) on this port; 0 (default) = no webhook")
     p.add_argument("--webhook-cert-dir",

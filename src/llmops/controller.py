@@ -35,6 +35,7 @@ AUTOSCALE_TICK_SECONDS = 2  # each deployment's own evaluationIntervalSeconds ga
 KUBECONFIG: str | None = None
 PROMETHEUS_URL: str | None = None
 STAGER_IMAGE: str = DEFAULT_STAGER_IMAGE
+ACTIVATOR: str | None = None  # NAMESPACE/NAME of the activator's Service (--activator)
 
 
 @kopf.on.startup()
@@ -53,7 +54,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.execution.max_workers = 16
     memo.kube = Kube(load_api_client(KUBECONFIG))
     memo.prometheus = PrometheusClient(PROMETHEUS_URL) if PROMETHEUS_URL else None
-    memo.capabilities = dataclasses.replace(memo.kube.discover_capabilities(), stager_image=STAGER_IMAGE)
+    memo.capabilities = dataclasses.replace(memo.kube.discover_capabilities(), stager_image=STAGER_IMAGE,
+                                            activator=ACTIVATOR)
     logging.getLogger(__name__).info("cluster capabilities: %s", memo.capabilities)
 
 
@@ -185,6 +187,24 @@ def on_pod(labels: dict[str, str], namespace: str, memo: kopf.Memo, gpu_nodes: k
     owner = _owner_of(labels)
     if owner:
         _refresh(memo, owner, namespace, gpu_nodes)
+
+
+def on_routed_endpoints(labels: dict[str, str], namespace: str, memo: kopf.Memo, gpu_nodes: kopf.Index,
+                        **_: Any) -> None:
+    """Endpoints we point at the activator: if the endpoints controller overwrote them while
+    the Service still had its selector, the refresh writes them again (llmops.activator.routing)."""
+    owner = _owner_of(labels)
+    if owner:
+        _refresh(memo, owner, namespace, gpu_nodes)
+
+
+def enable_activator(service: str) -> None:
+    """`llmops run --activator NAMESPACE/NAME`: route waking deployments there, and watch
+    Endpoints (only then: a cluster's Endpoints change often, and Kopf filters labels client-side)."""
+    global ACTIVATOR
+    ACTIVATOR = service
+    kopf.on.event("", "v1", "endpoints", labels=OWNED, annotations={"llmops.io/route": "activator"})(
+        on_routed_endpoints)
 
 
 def _refresh(memo: kopf.Memo, name: str, namespace: str, nodes: kopf.Index) -> None:

@@ -90,6 +90,17 @@ class Kube:
             GROUP, VERSION, namespace, PLURAL, name, {"status": status}
         )
 
+    def list_llmdeployments(self) -> list[dict[str, Any]]:
+        """Every LLMDeployment the caller may list (all namespaces): the activator's registry."""
+        result = client.CustomObjectsApi(self.api).list_cluster_custom_object(GROUP, VERSION, PLURAL)
+        return list(result.get("items") or [])
+
+    def annotate_llmdeployment(self, name: str, namespace: str, annotations: dict[str, str]) -> None:
+        """A merge patch of annotations only (the activator's wake signal, llmops.io/wake)."""
+        client.CustomObjectsApi(self.api).patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, {"metadata": {"annotations": annotations}}
+        )
+
     def scale_llmdeployment(self, name: str, namespace: str, replicas: int) -> None:
         """Write spec.replicas through the /scale subresource, as any autoscaler would."""
         client.CustomObjectsApi(self.api).patch_namespaced_custom_object_scale(

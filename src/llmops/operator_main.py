@@ -25,6 +25,13 @@ def run_operator(args: argparse.Namespace) -> int:
     if args.prometheus_url:
         controller.PROMETHEUS_URL = args.prometheus_url
     controller.STAGER_IMAGE = args.stager_image
+    if getattr(args, "activator", None):
+        from llmops.activator.routing import ActivatorRef
+
+        try:
+            controller.enable_activator(str(ActivatorRef.parse(args.activator)))
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
     _enable_webhook(args)
     if args.metrics_port:
         start_http_server(args.metrics_port)

@@ -19,7 +19,7 @@ class Rule:
     resources: tuple[str, ...]
     verbs: tuple[str, ...]
     why: str                           # which calls need it
-    only_if: Optional[str] = None      # a chart condition: "leaderWorkerSet" or "namedNamespaces"
+    only_if: Optional[str] = None      # a chart condition: "leaderWorkerSet", "activator" or "namedNamespaces"
 
     def to_dict(self) -> dict:
         return {"apiGroups": [self.group], "resources": list(self.resources), "verbs": list(self.verbs)}
@@ -41,6 +41,10 @@ NAMESPACED = (
          "Kopf watches pods; kube.py lists them, patches the pod-deletion-cost before a scale-down and a "
          "group's member fingerprint, and deletes the pods of a broken group (restart)"),
     Rule("", ("pods/status",), ("patch",), "the leader's readiness gate (llmops.io/group-ready)"),
+    Rule("", ("endpoints",), ("get", "list", "watch", "create", "patch"),
+         "spec.activator: while nothing is Ready a deployment's Service points at the activator; the "
+         "operator gets the activator's Endpoints, writes the Service's own, and watches them to "
+         "re-write them if overwritten", only_if="activator"),
     Rule("", ("events",), ("create",), "core v1 Events (Kopf's and ours; Kopf never posts events.k8s.io Events)"),
     Rule("leaderworkerset.x-k8s.io", ("leaderworkersets",), ("get", "list", "watch", "create", "patch", "delete"),
          "multi-node groups as LeaderWorkerSets, where that CRD is installed", only_if="leaderWorkerSet"),
@@ -55,21 +59,23 @@ CLUSTER = (
 )
 
 _HELM_CONDITIONS = {"leaderWorkerSet": ".Values.rbac.leaderWorkerSet",
+                    "activator": ".Values.activator.enabled",
                     "namedNamespaces": 'not (include "llmops.clusterwide" .)'}
 
 
-def namespaced_rules(leader_worker_set: bool = False) -> list[dict]:
-    return [r.to_dict() for r in NAMESPACED if r.only_if is None or (r.only_if == "leaderWorkerSet" and leader_worker_set)]
+def namespaced_rules(leader_worker_set: bool = False, activator: bool = False) -> list[dict]:
+    wanted = {None, "leaderWorkerSet" if leader_worker_set else None, "activator" if activator else None}
+    return [r.to_dict() for r in NAMESPACED if r.only_if in wanted]
 
 
 def cluster_rules(named_namespaces: bool = False) -> list[dict]:
     return [r.to_dict() for r in CLUSTER if r.only_if is None or (r.only_if == "namedNamespaces" and named_namespaces)]
 
 
-def clusterwide_role(name: str = "llmops", leader_worker_set: bool = False) -> dict:
+def clusterwide_role(name: str = "llmops", leader_worker_set: bool = False, activator: bool = False) -> dict:
     """A ClusterRole for an operator watching every namespace (what the chart installs by default)."""
     return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": name},
-            "rules": cluster_rules() + namespaced_rules(leader_worker_set)}
+            "rules": cluster_rules() + namespaced_rules(leader_worker_set, activator)}
 
 
 def _helm_rules(name: str, rules: tuple[Rule, ...]) -> list[str]:

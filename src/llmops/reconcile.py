@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from llmops.activator.service_route import route_children, sync_route
 from llmops.api.v1alpha1 import LLMDeployment
 from llmops.groups import MEMBERS_ANNOTATION, Restart, SetGate, plan_group_actions
 from llmops.inventory import GPUNode
@@ -112,6 +113,7 @@ def _report(kube: Kube, d: LLMDeployment, body: dict[str, Any], workload: Option
             sharding: ResolvedSharding, capabilities: ClusterCapabilities) -> tuple[dict[str, Any], list[Note]]:
     pods = kube.list_pods(d.namespace, selector_string(d))
     notes = _sync_groups(kube, d, sharding, pods, capabilities)
+    sync_route(kube, d, sharding, capabilities, pods)  # spec.activator: a pod got Ready or went
     previous = body.get("status") or {}
     staging, stage_pods = None, []
     if staging_enabled(d):
@@ -140,7 +142,8 @@ def reconcile(kube: Kube, body: dict[str, Any], capabilities: ClusterCapabilitie
     if sharding is None:
         return _refuse(kube, body, "Pending", "DoesNotFit",
                        "no eligible GPU nodes can run this shape: " + "; ".join(problems))
-    children = render_children(d, sharding, capabilities)
+    children = route_children(kube, d, render_children(d, sharding, capabilities), sharding.nodes_per_replica > 1,
+                              capabilities)  # spec.activator: the Service may point at the activator
     notes: list[Note] = []
     primary = _primary_workload(children)
     workload = None

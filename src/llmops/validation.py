@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from llmops.api.v1alpha1 import LLMDeployment
 from llmops.errors import InvalidManifest, Problem
+from llmops.activator.checks import check_activator
 from llmops.planner.fit import check_fit
 
 __all__ = ["InvalidManifest", "Problem", "api_view", "document_label", "load_documents",
@@ -41,6 +42,8 @@ PATTERN_HINTS = {
 RANGE_HINTS = {
     "drainSeconds": "set 0..3600 seconds a stopping pod may spend finishing in-flight requests "
                     "(0 = do not wait for them; default 120)",
+    "queueSize": "set 1..100000 requests the activator may hold while the deployment wakes (default 100)",
+    "holdSeconds": "set 1..86400 seconds, at most spec.engine.startupTimeoutSeconds (default 600)",
 }
 
 
@@ -79,8 +82,9 @@ def validate_manifest(document: Any) -> LLMDeployment:
     """Schema plus semantic checks; raises InvalidManifest listing every problem."""
     deployment = parse_manifest(document)
     # Beyond the schema: the fit planner refuses shapes that cannot work (TP vs heads, GPU
-    # capability, memory).
-    problems = list(check_fit(deployment))
+    # capability, memory); spec.activator refuses a queue that holds nothing and a hold longer
+    # than the startup timeout.
+    problems = list(check_fit(deployment)) + list(check_activator(deployment))
     if problems:
         raise InvalidManifest(problems)
     return deployment

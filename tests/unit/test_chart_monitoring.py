@@ -67,8 +67,9 @@ def exported_names(exposition: str) -> set[str]:
 OPERATOR_EXPOSITION = textwrap.dedent("""
     from prometheus_client import Counter, Gauge, Histogram, generate_latest
     from llmops import metrics
+    from llmops.activator import metrics as activator_metrics  # the activator's own process
     # Give every labelled metric one child so each series name appears in the exposition.
-    for value in vars(metrics).values():
+    for value in [*vars(metrics).values(), *vars(activator_metrics).values()]:
         if isinstance(value, (Counter, Gauge, Histogram)) and value._labelnames:
             value.labels(*["x"] * len(value._labelnames))
     print(generate_latest().decode())
@@ -174,6 +175,22 @@ def test_per_deployment_dashboard_shows_every_demand_term_and_input():
             "llmops_autoscaler_service_seconds", "llmops_autoscaler_cold_start_seconds",
             "llmops_autoscaler_projected_queue", "llmops_autoscaler_capacity_cap",
             "llmops_autoscaler_slots_per_replica"} <= queried
+
+
+def test_per_deployment_dashboard_shows_the_activators_held_forwarded_refused_and_hold_time():
+    dashboard = dashboards()["deployment-autoscaling.json"]
+    queried = {name for expr in dashboard_exprs(dashboard) for name in promql_metric_names(expr)}
+    assert {"llmops_activator_holding_requests", "llmops_activator_held_requests_total",
+            "llmops_activator_forwarded_requests_total", "llmops_activator_refused_requests_total",
+            "llmops_activator_hold_seconds_bucket"} <= queried
+
+
+def test_activator_service_monitor_keeps_the_deployments_own_namespace_label():
+    docs = render({"activator": {"enabled": True}, "monitoring": {"assumePrometheusOperator": True}})
+    monitors = [d for d in docs if d["kind"] == "ServiceMonitor"
+                and d["metadata"]["labels"]["app.kubernetes.io/component"] == "activator"]
+    assert len(monitors) == 1 and monitors[0]["spec"]["endpoints"][0]["honorLabels"] is True
+    assert monitors[0]["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "activator"
 
 
 promtool = shutil.which("promtool")

@@ -220,8 +220,12 @@ def test_operator_values_render_an_operator_using_the_e2e_image_and_prometheus()
     values = yaml.safe_load(source_script("operator_values sha256:0123"))
     docs = render(values, release=script_constant("RELEASE"), namespace=script_constant("OPERATOR_NAMESPACE"))
     deployments = [d for d in docs if d["kind"] == "Deployment"]
-    assert [d["metadata"]["name"] for d in deployments] == [script_constant("OPERATOR_DEPLOYMENT")]
-    pod = deployments[0]["spec"]["template"]
+    operators = [d for d in deployments if d["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"]
+    assert [d["metadata"]["name"] for d in operators] == [script_constant("OPERATOR_DEPLOYMENT")]
+    # e2e/test_activator.py uses the chart's activator, from the same image.
+    activators = [d for d in deployments if d["metadata"]["labels"]["app.kubernetes.io/component"] == "activator"]
+    assert [d["spec"]["template"]["spec"]["containers"][0]["image"] for d in activators] == ["llmops/operator:e2e"]
+    pod = operators[0]["spec"]["template"]
     container = pod["spec"]["containers"][0]
     assert container["image"] == script_constant("OPERATOR_IMAGE") == "llmops/operator:e2e"
     assert container["imagePullPolicy"] in ("IfNotPresent", "Never")

@@ -14,6 +14,10 @@ def test_optional_rules_appear_only_when_asked():
     groups = lambda rules: {r["apiGroups"][0] for r in rules}  # noqa: E731
     assert "leaderworkerset.x-k8s.io" not in groups(rbac.namespaced_rules())
     assert "leaderworkerset.x-k8s.io" in groups(rbac.namespaced_rules(leader_worker_set=True))
+    resources = lambda rules: [r["resources"] for r in rules]  # noqa: E731
+    assert ["endpoints"] not in resources(rbac.namespaced_rules())
+    assert ["endpoints"] in resources(rbac.namespaced_rules(activator=True))
+    assert ["endpoints"] not in resources(rbac.namespaced_rules(leader_worker_set=True))
     assert ["namespaces"] not in [r["resources"] for r in rbac.cluster_rules()]
     assert ["namespaces"] in [r["resources"] for r in rbac.cluster_rules(named_namespaces=True)]
 

@@ -85,3 +85,22 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{ $key }}: {{ $value | toString | quote }}
 {{- end }}
 {{- end }}
+
+{{/* The activator (templates/activator.yaml): its own name, labels and identity. */}}
+{{- define "llmops.activatorName" -}}
+{{- printf "%s-activator" (include "llmops.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "llmops.activatorSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "llmops.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: activator
+{{- end }}
+
+{{- define "llmops.activatorLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "llmops.activatorSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: llmops
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}

@@ -9,6 +9,7 @@ edit the rules there. Why each rule exists:
   policy/poddisruptionbudgets: kube.py gets and applies the PDB
   core/pods: Kopf watches pods; kube.py lists them, patches the pod-deletion-cost before a scale-down and a group's member fingerprint, and deletes the pods of a broken group (restart)
   core/pods/status: the leader's readiness gate (llmops.io/group-ready)
+  core/endpoints: spec.activator: while nothing is Ready a deployment's Service points at the activator; the operator gets the activator's Endpoints, writes the Service's own, and watches them to re-write them if overwritten
   core/events: core v1 Events (Kopf's and ours; Kopf never posts events.k8s.io Events)
   leaderworkerset.x-k8s.io/leaderworkersets: multi-node groups as LeaderWorkerSets, where that CRD is installed
   apiextensions.k8s.io/customresourcedefinitions: Kopf's resource scanning
@@ -40,6 +41,11 @@ edit the rules there. Why each rule exists:
 - apiGroups: [""]
   resources: [pods/status]
   verbs: [patch]
+{{- if .Values.activator.enabled }}
+- apiGroups: [""]
+  resources: [endpoints]
+  verbs: [get, list, watch, create, patch]
+{{- end }}
 - apiGroups: [""]
   resources: [events]
   verbs: [create]

@@ -50,7 +50,8 @@ def operator_kubeconfig(api: client.ApiClient, admin_kubeconfig: str, dest: Path
     except ApiException as exc:
         if exc.status != 409:
             raise
-    role = rbac.clusterwide_role(NAME)
+    # With the activator's rules too: e2e/test_activator.py restarts this operator with --activator.
+    role = rbac.clusterwide_role(NAME, activator=True)
     _create_or_replace(rbac_api.create_cluster_role, rbac_api.replace_cluster_role, NAME, role)
     binding = {"metadata": {"name": NAME},
                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": NAME},

@@ -14,6 +14,7 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from llmops.api.activator import ActivatorSpec
 from llmops.api.autoscaling import AutoscalingSpec
 
 GROUP = "llmops.io"
@@ -375,6 +376,9 @@ class LLMDeploymentSpec(ApiModel):
     replicas: int = Field(default=1, ge=0, le=1000, description="Desired replicas (the /scale subresource).")
     autoscaling: Optional[AutoscalingSpec] = Field(
         default=None, description="Scale replicas from Prometheus metrics; absent = fixed replicas."
+    )
+    activator: ActivatorSpec = Field(
+        default_factory=ActivatorSpec, description="Hold requests while the deployment wakes from zero."
     )
 
     @model_validator(mode="after")

@@ -21,6 +21,8 @@ class ClusterCapabilities:
     leader_worker_set: bool = False
     pod_monitor: bool = False
     stager_image: str = DEFAULT_STAGER_IMAGE
+    # The activator's Service as NAMESPACE/NAME (`llmops run --activator`); None = not installed.
+    activator: Optional[str] = None
 
 
 @dataclass(frozen=True)

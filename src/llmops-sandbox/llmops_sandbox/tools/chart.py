@@ -33,6 +33,7 @@ VALUE_COMBINATIONS: dict[str, dict[str, Any]] = {
     "lws-and-prometheus": {"rbac": {"leaderWorkerSet": True},
                            "operator": {"prometheusUrl": "http://prometheus.monitoring:9090", "verbose": True,
                                         "extraArgs": ["--some-flag"]}},
+    "activator": {"activator": {"enabled": True, "replicas": 2}},
     "overrides": {"fullnameOverride": "ops", "image": {"tag": "1.2.3"},
                   "operator": {"nodeSelector": {"pool": "system"}, "tolerations": [{"operator": "Exists"}]}},
 }
