@@ -85,9 +85,17 @@ class Kube:
     def get_llmdeployment(self, name: str, namespace: str) -> Optional[dict[str, Any]]:
         return self.get(API_VERSION, KIND, name, namespace)
 
-    def patch_llmdeployment_status(self, name: str, namespace: str, status: dict[str, Any]) -> None:
+    def apply_llmdeployment_status(self, name: str, namespace: str, status: dict[str, Any], manager: str) -> None:
+        """Server-side apply on /status as `manager`: the API server merges each writer's
+        fields (conditions keyed by type) and drops only fields this manager stopped sending,
+        so concurrent writers cannot replace or roll back each other's fields.
+        Forced: our writers own disjoint fields; force only takes over fields an older
+        operator wrote with merge patches."""
+        body = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name, "namespace": namespace},
+                "status": status}
         client.CustomObjectsApi(self.api).patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, name, {"status": status}
+            GROUP, VERSION, namespace, PLURAL, name, body,
+            field_manager=manager, force=True, _content_type="application/apply-patch+yaml",
         )
 
     def scale_llmdeployment(self, name: str, namespace: str, replicas: int) -> None:
@@ -120,12 +128,17 @@ class Kube:
                 raise
             return False
 
-    def delete_pod(self, namespace: str, name: str) -> None:
+    def delete_pod(self, namespace: str, name: str, uid: str) -> bool:
+        """Delete exactly the pod that was observed: the UID precondition makes the API server
+        refuse (409) when a replacement of the same name exists. False when it was gone."""
+        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))
         try:
-            client.CoreV1Api(self.api).delete_namespaced_pod(name, namespace, _preload_content=False)
+            client.CoreV1Api(self.api).delete_namespaced_pod(name, namespace, body=options, _preload_content=False)
+            return True
         except client.ApiException as exc:
-            if exc.status != 404:
-                raise
+            if exc.status in (404, 409):
+                return False
+            raise
 
     def list_nodes(self) -> list[dict[str, Any]]:
         return [self.api.sanitize_for_serialization(n) for n in client.CoreV1Api(self.api).list_node().items]

@@ -7,7 +7,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from llmops.api.v1alpha1 import LLMDeployment
+from llmops.api.v1alpha1 import LLMDeployment, LLMDeploymentStatus
+from llmops.conditions import condition, merge_condition
 from llmops.groups import MEMBERS_ANNOTATION, Restart, SetGate, plan_group_actions
 from llmops.inventory import GPUNode, inventory_or_none
 from llmops.kube import Kube
@@ -16,7 +17,7 @@ from llmops.render import ClusterCapabilities, ResolvedSharding, render_children
 from llmops.render.group import GROUP_READY_GATE, leader_set_name
 from llmops.render.meta import DEPLOYMENT_LABEL, label_selector, selector_string
 from llmops.render.prestage import stage_selector, stage_set_name, staging_enabled
-from llmops.status import Observed, compute_status, status_changed
+from llmops.status import RECONCILER_MANAGER, Observed, compute_status, status_changed
 from llmops.validation import InvalidManifest, api_view, validate_manifest
 
 # Kinds whose objects we render and may have to remove when the shape changes
@@ -69,26 +70,31 @@ def _ident(obj: dict[str, Any]) -> str:
 
 
 def _failed_status(body: dict[str, Any], phase: str, reason: str, message: str) -> dict[str, Any]:
+    """The reconciler's share of status when nothing could be applied. Its own count and
+    sharding fields are carried over (the children are untouched, so they still hold);
+    applying without them would remove them, and with them `/scale`'s selector."""
     generation = body["metadata"].get("generation")
-    return {
+    previous = body.get("status") or {}
+    carried = {k: previous[k] for k in CARRIED_WHEN_REFUSED if k in previous}
+    return LLMDeploymentStatus.model_validate({
+        **carried,
         "observedGeneration": generation,
         "phase": phase,
-        "conditions": [
-            {"type": t, "status": s, "reason": reason, "message": message,
-             "lastTransitionTime": utc_now(), "observedGeneration": generation}
-            for t, s in (("Ready", "False"), ("Progressing", "False"), ("Degraded", "True"))
-        ] + [c for c in (body.get("status") or {}).get("conditions") or []
-             if c.get("type") not in ("Ready", "Progressing", "Degraded")],
-    }
+        "conditions": [merge_condition(previous.get("conditions"), condition(t, s, reason, message, generation), utc_now())
+                       for t, s in (("Ready", "False"), ("Progressing", "False"), ("Degraded", "True"))],
+    }).to_patch()
+
+
+CARRIED_WHEN_REFUSED = ("replicas", "readyReplicas", "updatedReplicas", "selector", "endpoint",
+                        "tensorParallelSize", "pipelineParallelSize", "nodesPerReplica", "shardingSource")
 
 
 def _refuse(kube: Kube, body: dict[str, Any], phase: str, reason: str, message: str) -> Outcome:
     """Record why nothing was applied; children stay as they were (no half-applied change)."""
     meta, previous = body["metadata"], body.get("status") or {}
     status = _failed_status(body, phase, reason, message)
-    old_message = next((c.get("message") for c in previous.get("conditions") or [] if c.get("type") == "Ready"), None)
-    if (previous.get("phase"), previous.get("observedGeneration"), old_message) != (phase, meta.get("generation"), message):
-        kube.patch_llmdeployment_status(meta["name"], meta["namespace"], status)
+    if status_changed(previous, status):
+        kube.apply_llmdeployment_status(meta["name"], meta["namespace"], status, RECONCILER_MANAGER)
     return Outcome(notes=[Note("Warning", reason, message)], invalid=message if phase == "Failed" else None,
                    status=status)
 
@@ -115,8 +121,8 @@ def _sync_groups(kube: Kube, d: LLMDeployment, sharding: ResolvedSharding, pods:
     notes = []
     for action in plan_group_actions(pods, leader_set_name(d), sharding.nodes_per_replica):
         if isinstance(action, Restart):
-            for pod in action.pods:
-                kube.delete_pod(d.namespace, pod)
+            for pod, uid in zip(action.pods, action.uids):
+                kube.delete_pod(d.namespace, pod, uid)
             notes.append(Note("Warning", "GroupRestarted", f"restarting group {action.group}: {action.reason}"))
         elif isinstance(action, SetGate):
             if action.ready and action.members:
@@ -142,7 +148,7 @@ def _report(kube: Kube, d: LLMDeployment, body: dict[str, Any], workload: Option
     observed = Observed(workload=workload, pods=pods, staging=staging, stage_pods=stage_pods)
     status = compute_status(d, observed, sharding, previous, utc_now())
     if status_changed(previous, status):
-        kube.patch_llmdeployment_status(d.name, d.namespace, status)
+        kube.apply_llmdeployment_status(d.name, d.namespace, status, RECONCILER_MANAGER)
     return status, notes
 
 
