@@ -6,6 +6,7 @@ replicas, discover what the cluster supports. Decisions live elsewhere.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import threading
 from dataclasses import dataclass
@@ -93,10 +94,14 @@ class Kube:
         operator wrote with merge patches."""
         body = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name, "namespace": namespace},
                 "status": status}
-        client.CustomObjectsApi(self.api).patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, name, body,
-            field_manager=manager, force=True, _content_type="application/apply-patch+yaml",
-        )
+        try:
+            client.CustomObjectsApi(self.api).patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, body,
+                field_manager=manager, force=True, _content_type="application/apply-patch+yaml",
+            )
+        except client.ApiException as exc:
+            if exc.status != 404:  # deleted meanwhile: nothing left to report on
+                raise
 
     def scale_llmdeployment(self, name: str, namespace: str, replicas: int) -> None:
         """Write spec.replicas through the /scale subresource, as any autoscaler would."""
@@ -139,6 +144,20 @@ class Kube:
             if exc.status in (404, 409):
                 return False
             raise
+
+    def post_event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """A Kubernetes Event on `involved` (an LLMDeployment), from the operator's component."""
+        meta = involved["metadata"]
+        now = datetime.datetime.now(datetime.timezone.utc)
+        client.CoreV1Api(self.api).create_namespaced_event(meta["namespace"], client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name=f"{meta['name']}.", namespace=meta["namespace"]),
+            involved_object=client.V1ObjectReference(
+                api_version=involved.get("apiVersion"), kind=involved.get("kind"), name=meta["name"],
+                namespace=meta["namespace"], uid=meta.get("uid"), resource_version=meta.get("resourceVersion")),
+            type=type_, reason=reason, message=message[:1024],
+            source=client.V1EventSource(component=FIELD_MANAGER),
+            first_timestamp=now, last_timestamp=now, count=1,
+        ))
 
     def list_nodes(self) -> list[dict[str, Any]]:
         return [self.api.sanitize_for_serialization(n) for n in client.CoreV1Api(self.api).list_node().items]

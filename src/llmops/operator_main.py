@@ -10,7 +10,8 @@ from pathlib import Path
 import kopf
 from prometheus_client import start_http_server
 
-from llmops import controller
+from llmops import controller  # noqa: F401 - registers the handlers
+from llmops.config import OperatorConfig
 from llmops.cli import UserError
 
 
@@ -21,10 +22,8 @@ def run_operator(args: argparse.Namespace) -> int:
     )
     if not args.verbose:  # one access line per probe and admission request drowns the real log
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    controller.KUBECONFIG = args.kubeconfig  # used by kube.py and by the Kopf login handler
-    if args.prometheus_url:
-        controller.PROMETHEUS_URL = args.prometheus_url
-    controller.STAGER_IMAGE = args.stager_image
+    config = OperatorConfig(kubeconfig=args.kubeconfig, prometheus_url=args.prometheus_url or None,
+                            stager_image=args.stager_image)
     _enable_webhook(args)
     if args.metrics_port:
         start_http_server(args.metrics_port)
@@ -35,6 +34,7 @@ def run_operator(args: argparse.Namespace) -> int:
             clusterwide=not args.namespace,
             namespaces=args.namespace or (),
             liveness_endpoint=liveness,
+            memo=kopf.Memo(config=config),  # every handler reads its settings from memo.config
         )
     )
     return 0

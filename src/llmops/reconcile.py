@@ -187,12 +187,13 @@ def reconcile(kube: Kube, body: dict[str, Any], capabilities: ClusterCapabilitie
     return Outcome(notes=notes + group_notes, status=status)
 
 
-def refresh_status(kube: Kube, name: str, namespace: str, capabilities: ClusterCapabilities,
+def refresh_status(kube: Kube, body: dict[str, Any], capabilities: ClusterCapabilities,
                    nodes: Optional[list[GPUNode]] = None) -> tuple[Optional[dict[str, Any]], list[Note]]:
-    """Recompute status (a child or pod changed) and keep groups whole; applies nothing."""
-    body = kube.get_llmdeployment(name, namespace)
-    if body is None or body["metadata"].get("deletionTimestamp"):
+    """Recompute status (a child or pod changed) and keep groups whole; applies nothing.
+    `body` is the latest LLMDeployment the watch delivered."""
+    if body["metadata"].get("deletionTimestamp"):
         return None, []
+    namespace = body["metadata"]["namespace"]
     try:
         d = validate_manifest(api_view(body))
     except InvalidManifest:
