@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Callable
 
 from kubernetes import client, watch
+from kubernetes.dynamic import DynamicClient
 
 from llmops.kube import Kube, load_api_client
 from llmops.reconcile import resolve_sharding
@@ -77,28 +78,25 @@ class ChildWatch:
     (label llmops.io/deployment) has all three."""
 
     def __init__(self, api: client.ApiClient, namespace: str, pdb_api: str):
-        self.namespace, self.seen, self.complete = namespace, {}, {}
+        self.namespace, self.seen, self.complete, self.stopped = namespace, {}, {}, False
         self.lock = threading.Lock()
-        listers = {
-            "Deployment": client.AppsV1Api(api).list_namespaced_deployment,
-            "Service": client.CoreV1Api(api).list_namespaced_service,
-            "PodDisruptionBudget": (client.PolicyV1Api(api).list_namespaced_pod_disruption_budget
-                                    if pdb_api == "policy/v1"
-                                    else client.PolicyV1beta1Api(api).list_namespaced_pod_disruption_budget),
-        }
-        self.watches = [watch.Watch() for _ in listers]
-        self.threads = [threading.Thread(target=self._run, args=(w, kind, lister), daemon=True)
-                        for w, (kind, lister) in zip(self.watches, listers.items())]
+        dynamic = DynamicClient(api)
+        # policy/v1beta1 on a 1.20 server, which today's typed client no longer has: use dynamic.
+        kinds = {"Deployment": "apps/v1", "Service": "v1", "PodDisruptionBudget": pdb_api}
+        resources = {kind: dynamic.resources.get(api_version=v, kind=kind) for kind, v in kinds.items()}
+        self.watches = [watch.Watch() for _ in resources]
+        self.threads = [threading.Thread(target=self._run, args=(dynamic, w, kind, resource), daemon=True)
+                        for w, (kind, resource) in zip(self.watches, resources.items())]
         for t in self.threads:
             t.start()
         time.sleep(0.5)  # let the watches open before the first create
 
-    def _run(self, w: watch.Watch, kind: str, lister: Callable) -> None:
+    def _run(self, dynamic: DynamicClient, w: watch.Watch, kind: str, resource) -> None:
         try:
-            for event in w.stream(lister, self.namespace, timeout_seconds=3600):
+            for event in dynamic.watch(resource, namespace=self.namespace, timeout=3600, watcher=w):
                 if event["type"] != "ADDED":
                     continue
-                owner = (event["object"].metadata.labels or {}).get("llmops.io/deployment")
+                owner = (event["raw_object"]["metadata"].get("labels") or {}).get("llmops.io/deployment")
                 if not owner:
                     continue
                 now = time.monotonic()
@@ -108,7 +106,8 @@ class ChildWatch:
                     if len(kinds) == len(CHILD_KINDS):
                         self.complete.setdefault(owner, now)
         except Exception as exc:  # noqa: BLE001 - reported as missing children
-            log(f"  watch of {kind} ended: {exc}")
+            if not self.stopped:
+                log(f"  watch of {kind} ended: {exc}")
 
     def wait(self, names: list[str], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -120,6 +119,7 @@ class ChildWatch:
         return False
 
     def stop(self) -> None:
+        self.stopped = True
         for w in self.watches:
             w.stop()
 
@@ -196,8 +196,10 @@ def steady(api: client.ApiClient, namespace: str, rate: float, seconds: float, p
 
 
 def requests_total(api: client.ApiClient) -> float:
-    response = api.call_api("/metrics", "GET", auth_settings=["BearerToken"], _preload_content=False)
-    text = response[0].data.decode() if isinstance(response, tuple) else response.data.decode()
+    method, url, headers, body, post = api.param_serialize("GET", "/metrics", auth_settings=["BearerToken"])
+    response = api.call_api(method, url, header_params=headers)
+    response.read()
+    text = response.data.decode()
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith("apiserver_request_total{"))
 
