@@ -8,7 +8,8 @@ reconcile the key is re-queued after the drift-check period; a failure is retrie
 backoff and its cause logged. Kopf's own per-object handlers (create/update/resume, timers)
 would run beside each other for the same object, which is why they are not used for this.
 
-Bodies come from the watch (a cache of the latest LLMDeployment each), not from GETs. The
+Bodies, children and pods come from the watches (Kopf indices below), not from GETs or LISTs;
+a child the cache already shows as rendered is not applied again. The
 autoscaler is a separate writer with its own status fields and stays a Kopf timer.
 """
 
@@ -31,8 +32,9 @@ from llmops.autoscale.prometheus import PrometheusClient
 from llmops.config import OperatorConfig
 from llmops.inventory import GPUNode
 from llmops.kube import Kube, load_api_client
-from llmops.reconcile import Note, reconcile, refresh_status
+from llmops.reconcile import Note, merge_notes, reconcile, refresh_status
 from llmops.render.meta import MANAGED_BY
+from llmops.snapshot import Snapshot
 from llmops.routing import Key, child_need, llmdeployment_need, owner_key, pod_need
 from llmops.workqueue import FULL, WorkQueue
 
@@ -54,6 +56,7 @@ class Runtime:
     reconciled_generation: dict[Key, int] = field(default_factory=dict)
     failures: dict[Key, int] = field(default_factory=dict)
     nodes: Any = None  # Kopf's live gpu_nodes index, handed over by the first handler call
+    indices: dict[str, Any] = field(default_factory=dict)  # the caches above, handed over likewise
     workers: list[asyncio.Task] = field(default_factory=list)
 
     def forget(self, key: Key) -> None:
@@ -110,6 +113,63 @@ def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
     )
 
 
+# -- watch-fed caches -------------------------------------------------------------------------
+# Kopf indices, not ad-hoc dicts: Kopf runs no resource handler before every index has been
+# filled from its initial listing, so a reconcile never mistakes "not listed yet" for "missing".
+# Each index maps an LLMDeployment's key to its children (or pods) of one kind.
+
+def _cached(body: kopf.Body) -> Optional[dict[Key, dict[str, Any]]]:
+    raw = dict(body)
+    key = owner_key(raw)
+    if key is None:
+        return None
+    # managedFields are most of an object's bytes and no decision reads them.
+    raw["metadata"] = {k: v for k, v in raw["metadata"].items() if k != "managedFields"}
+    return {key: raw}
+
+
+@kopf.index("apps", "v1", "deployments", labels=OWNED)
+def owned_deployments(body: kopf.Body, **_: Any):
+    return _cached(body)
+
+
+@kopf.index("apps", "v1", "statefulsets", labels=OWNED)
+def owned_statefulsets(body: kopf.Body, **_: Any):
+    return _cached(body)
+
+
+@kopf.index("apps", "v1", "daemonsets", labels=OWNED)
+def owned_daemonsets(body: kopf.Body, **_: Any):
+    return _cached(body)
+
+
+@kopf.index("", "v1", "services", labels=OWNED)
+def owned_services(body: kopf.Body, **_: Any):
+    return _cached(body)
+
+
+@kopf.index("policy", "poddisruptionbudgets", labels=OWNED)  # the served version: v1, or v1beta1 before 1.21
+def owned_pdbs(body: kopf.Body, **_: Any):
+    return _cached(body)
+
+
+@kopf.index("", "v1", "pods", labels=OWNED)
+def owned_pods(body: kopf.Body, **_: Any):
+    return _cached(body)
+
+
+CHILD_INDICES = {"Deployment": "owned_deployments", "StatefulSet": "owned_statefulsets",
+                 "DaemonSet": "owned_daemonsets", "Service": "owned_services",
+                 "PodDisruptionBudget": "owned_pdbs"}
+
+
+def _snapshot(runtime: "Runtime", key: Key) -> Optional[Snapshot]:
+    if not runtime.indices:
+        return None
+    children = [obj for name in CHILD_INDICES.values() for obj in runtime.indices[name].get(key, ())]
+    return Snapshot.of(children, runtime.indices["owned_pods"].get(key, ()), CHILD_INDICES)
+
+
 @kopf.index("", "v1", "nodes")
 def gpu_nodes(name: str, labels: kopf.Labels, spec: kopf.Spec, status: kopf.Status, **_: Any) -> dict[str, GPUNode]:
     """The cluster's nodes as the planner sees them (GPU product, count, taints)."""
@@ -134,9 +194,11 @@ async def close_clients(memo: kopf.Memo, **_: Any) -> None:
 # here is complete before the first key is queued.
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def on_llmdeployment(event: dict[str, Any], memo: kopf.Memo, gpu_nodes: kopf.Index, **_: Any) -> None:
+def on_llmdeployment(event: dict[str, Any], memo: kopf.Memo, gpu_nodes: kopf.Index, **kwargs: Any) -> None:
     runtime: Runtime = memo.runtime
     runtime.nodes = gpu_nodes
+    if not runtime.indices:
+        runtime.indices = {name: kwargs[name] for name in (*CHILD_INDICES.values(), "owned_pods")}
     body = event["object"]
     key = (body["metadata"]["namespace"], body["metadata"]["name"])
     if event.get("type") == "DELETED":
@@ -154,6 +216,7 @@ def on_llmdeployment(event: dict[str, Any], memo: kopf.Memo, gpu_nodes: kopf.Ind
 @kopf.on.event("apps", "v1", "statefulsets", labels=OWNED)
 @kopf.on.event("apps", "v1", "daemonsets", labels=OWNED)
 @kopf.on.event("", "v1", "services", labels=OWNED)
+@kopf.on.event("policy", "poddisruptionbudgets", labels=OWNED)
 def on_child(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
     _route(memo.runtime, event, lambda owner: child_need(event.get("type"), event["object"], owner))
 
@@ -214,7 +277,7 @@ def _process(memo: kopf.Memo, key: Key, need: int) -> bool:
         trigger = "reconcile"
         started = time.perf_counter()
         try:
-            outcome = reconcile(memo.kube, body, memo.capabilities, nodes)
+            outcome = reconcile(memo.kube, body, memo.capabilities, nodes, _snapshot(runtime, key))
         except Exception:
             metrics.RECONCILE_ERRORS.labels(trigger).inc()
             raise
@@ -227,14 +290,14 @@ def _process(memo: kopf.Memo, key: Key, need: int) -> bool:
         if outcome.invalid:
             log.warning("%s/%s not applied: %s", key[0], key[1], outcome.invalid)
         return True
-    _, notes = refresh_status(memo.kube, body, memo.capabilities, nodes)
+    _, notes = refresh_status(memo.kube, body, memo.capabilities, nodes, _snapshot(runtime, key))
     _post(memo.kube, body, notes)
     return False
 
 
 def _post(kube: Kube, body: dict[str, Any], notes: list[Note]) -> None:
     # Events inform; one refused (e.g. the namespace is terminating) must not redo the reconcile.
-    for note in notes:
+    for note in merge_notes(notes):
         try:
             kube.post_event(body, note.type, note.reason, note.message)
         except Exception as exc:  # noqa: BLE001

@@ -15,7 +15,8 @@ from llmops.kube import Kube
 from llmops.planner import plan_deployment
 from llmops.render import ClusterCapabilities, ResolvedSharding, render_children
 from llmops.render.group import GROUP_READY_GATE, leader_set_name
-from llmops.render.meta import DEPLOYMENT_LABEL, label_selector, selector_string
+from llmops.render.meta import DEPLOYMENT_LABEL, label_selector, selector_labels, selector_string
+from llmops.snapshot import Snapshot, already_applied
 from llmops.render.prestage import stage_selector, stage_set_name, staging_enabled
 from llmops.status import RECONCILER_MANAGER, Observed, compute_status, status_changed
 from llmops.validation import InvalidManifest, api_view, validate_manifest
@@ -34,6 +35,15 @@ class Note:
     type: str  # Normal | Warning
     reason: str
     message: str
+
+
+def merge_notes(notes: list[Note]) -> list[Note]:
+    """One Event per (type, reason): "created Deployment/x; created Service/x" rather than one
+    request per child, which at a burst of creations doubled the operator's writes."""
+    merged: dict[tuple[str, str], list[str]] = {}
+    for note in notes:
+        merged.setdefault((note.type, note.reason), []).append(note.message)
+    return [Note(t, reason, "; ".join(messages)) for (t, reason), messages in merged.items()]
 
 
 @dataclass
@@ -99,12 +109,20 @@ def _refuse(kube: Kube, body: dict[str, Any], phase: str, reason: str, message: 
                    status=status)
 
 
-def _prune(kube: Kube, d: LLMDeployment, rendered: list[dict[str, Any]], capabilities: ClusterCapabilities) -> list[Note]:
+def _existing(kube: Kube, d: LLMDeployment, api_version: str, kind: str,
+              snapshot: Optional[Snapshot]) -> list[dict[str, Any]]:
+    if snapshot is not None and kind in snapshot.kinds:
+        return [obj for (k, _), obj in snapshot.children.items() if k == kind]
+    return kube.list(api_version, kind, d.namespace, f"{DEPLOYMENT_LABEL}={d.name}")
+
+
+def _prune(kube: Kube, d: LLMDeployment, rendered: list[dict[str, Any]], capabilities: ClusterCapabilities,
+           snapshot: Optional[Snapshot] = None) -> list[Note]:
     keep = {(c["kind"], c["metadata"]["name"]) for c in rendered}
     kinds = PRUNABLE + ((LWS,) if capabilities.leader_worker_set else ())
     notes = []
     for api_version, kind in kinds:
-        for obj in kube.list(api_version, kind, d.namespace, f"{DEPLOYMENT_LABEL}={d.name}"):
+        for obj in _existing(kube, d, api_version, kind, snapshot):
             owners = obj["metadata"].get("ownerReferences") or []
             ours = any(o.get("uid") == d.metadata.uid for o in owners)
             if ours and (kind, obj["metadata"]["name"]) not in keep:
@@ -137,14 +155,22 @@ def _sync_groups(kube: Kube, d: LLMDeployment, sharding: ResolvedSharding, pods:
 
 
 def _report(kube: Kube, d: LLMDeployment, body: dict[str, Any], workload: Optional[dict[str, Any]],
-            sharding: ResolvedSharding, capabilities: ClusterCapabilities) -> tuple[dict[str, Any], list[Note]]:
-    pods = kube.list_pods(d.namespace, selector_string(d))
+            sharding: ResolvedSharding, capabilities: ClusterCapabilities,
+            snapshot: Optional[Snapshot] = None) -> tuple[dict[str, Any], list[Note]]:
+    if snapshot is not None:
+        pods = snapshot.pods_with(selector_labels(d))
+    else:
+        pods = kube.list_pods(d.namespace, selector_string(d))
     notes = _sync_groups(kube, d, sharding, pods, capabilities)
     previous = body.get("status") or {}
     staging, stage_pods = None, []
     if staging_enabled(d):
-        staging = kube.get("apps/v1", "DaemonSet", stage_set_name(d), d.namespace)
-        stage_pods = kube.list_pods(d.namespace, label_selector(stage_selector(d)))
+        if snapshot is not None and "DaemonSet" in snapshot.kinds:
+            staging = snapshot.children.get(("DaemonSet", stage_set_name(d)))
+            stage_pods = snapshot.pods_with(stage_selector(d))
+        else:
+            staging = kube.get("apps/v1", "DaemonSet", stage_set_name(d), d.namespace)
+            stage_pods = kube.list_pods(d.namespace, label_selector(stage_selector(d)))
     observed = Observed(workload=workload, pods=pods, staging=staging, stage_pods=stage_pods)
     status = compute_status(d, observed, sharding, previous, utc_now())
     if status_changed(previous, status):
@@ -158,8 +184,12 @@ def _primary_workload(children: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def reconcile(kube: Kube, body: dict[str, Any], capabilities: ClusterCapabilities,
-              nodes: Optional[list[GPUNode]] = None) -> Outcome:
-    """Make the children match the spec, then report status. Safe to call any number of times."""
+              nodes: Optional[list[GPUNode]] = None, snapshot: Optional[Snapshot] = None) -> Outcome:
+    """Make the children match the spec, then report status. Safe to call any number of times.
+
+    With a `snapshot` (the watch-fed caches) nothing is read: a child the cache shows as
+    already rendered is not applied again, pruning and pods come from the cache. Without one,
+    each child is read before it is applied and pruning lists."""
     try:
         d = validate_manifest(api_view(body))
     except InvalidManifest as exc:
@@ -174,21 +204,29 @@ def reconcile(kube: Kube, body: dict[str, Any], capabilities: ClusterCapabilitie
     workload = None
     for child in children:
         meta = child["metadata"]
-        before = kube.get(child["apiVersion"], child["kind"], meta["name"], meta["namespace"])
+        if snapshot is not None and child["kind"] in snapshot.kinds:
+            before = snapshot.children.get((child["kind"], meta["name"]))
+            if before is not None and already_applied(child, before):
+                if child is primary:
+                    workload = before
+                continue  # the cache shows it as rendered: an apply would change nothing
+        else:
+            before = kube.get(child["apiVersion"], child["kind"], meta["name"], meta["namespace"])
         after = kube.apply(child)
         if before is None:
             notes.append(Note("Normal", "Created", f"created {_ident(child)}"))
-        elif before["metadata"]["resourceVersion"] != after["metadata"]["resourceVersion"]:
+        elif before["metadata"].get("resourceVersion") != after["metadata"]["resourceVersion"]:
             notes.append(Note("Normal", "Updated", f"updated {_ident(child)} to match the spec"))
         if child is primary:
             workload = after
-    notes += _prune(kube, d, children, capabilities)
-    status, group_notes = _report(kube, d, body, workload, sharding, capabilities)
+    notes += _prune(kube, d, children, capabilities, snapshot)
+    status, group_notes = _report(kube, d, body, workload, sharding, capabilities, snapshot)
     return Outcome(notes=notes + group_notes, status=status)
 
 
 def refresh_status(kube: Kube, body: dict[str, Any], capabilities: ClusterCapabilities,
-                   nodes: Optional[list[GPUNode]] = None) -> tuple[Optional[dict[str, Any]], list[Note]]:
+                   nodes: Optional[list[GPUNode]] = None,
+                   snapshot: Optional[Snapshot] = None) -> tuple[Optional[dict[str, Any]], list[Note]]:
     """Recompute status (a child or pod changed) and keep groups whole; applies nothing.
     `body` is the latest LLMDeployment the watch delivered."""
     if body["metadata"].get("deletionTimestamp"):
@@ -202,6 +240,8 @@ def refresh_status(kube: Kube, body: dict[str, Any], capabilities: ClusterCapabi
     if sharding is None:
         return None, []  # reconcile reports shapes that do not fit
     primary = _primary_workload(render_children(d, sharding, capabilities))
-    workload = kube.get(primary["apiVersion"], primary["kind"], primary["metadata"]["name"], namespace)
-    return _report(kube, d, body, workload, sharding, capabilities)
-
+    if snapshot is not None and primary["kind"] in snapshot.kinds:
+        workload = snapshot.children.get((primary["kind"], primary["metadata"]["name"]))
+    else:
+        workload = kube.get(primary["apiVersion"], primary["kind"], primary["metadata"]["name"], namespace)
+    return _report(kube, d, body, workload, sharding, capabilities, snapshot)

@@ -27,21 +27,13 @@ def llmdeployment_need(event_type: Optional[str], body: dict[str, Any], reconcil
 
 
 def child_need(event_type: Optional[str], child: dict[str, Any], owner: Optional[dict[str, Any]]) -> Optional[int]:
-    """A child deleted or its replicas edited by hand: put it back (FULL). Another change of a
-    workload: its status moved (STATUS). ADDED is the operator's own create or the start-up
-    listing (the owner is reconciled anyway); a Service matters only when it goes."""
+    """Any change to a child (deleted, edited by hand, or its status moved) needs a full
+    reconcile: it is cheap, because a child the cache shows as rendered is not applied again,
+    and it puts a hand edit back at once. ADDED is the operator's own create or the start-up
+    listing (the owner is reconciled anyway)."""
     if owner is None or event_type in (None, "ADDED"):
         return None
-    if event_type == "DELETED":
-        return FULL
-    if child.get("kind") == "Service":
-        return None
-    name = owner["metadata"]["name"]
-    # The workload whose replicas mirror spec.replicas: the Deployment, or the groups' leader set.
-    mirrors = child.get("kind") == "Deployment" or child["metadata"]["name"] == f"{name}-leader"
-    if mirrors and (child.get("spec") or {}).get("replicas") != (owner.get("spec") or {}).get("replicas"):
-        return FULL
-    return STATUS
+    return FULL
 
 
 def pod_need(event_type: Optional[str], owner: Optional[dict[str, Any]]) -> Optional[int]:

@@ -150,8 +150,19 @@ def bare_client_run(api: client.ApiClient, count: int, caps: ClusterCapabilities
     started = time.monotonic()
     create_all(make, count, "bare client")
     elapsed = time.monotonic() - started
-    client.CoreV1Api(api).delete_namespace(namespace, _preload_content=False)
+    delete_namespace(api, namespace)  # gone before the operator starts, so it cannot skew what follows
     return elapsed
+
+
+def delete_namespace(api: client.ApiClient, namespace: str, timeout: float = 180) -> None:
+    core = client.CoreV1Api(api)
+    core.delete_namespace(namespace, _preload_content=False)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(ns.metadata.name == namespace for ns in core.list_namespace().items):
+            return
+        time.sleep(1)
+    log(f"  namespace {namespace} still terminating after {timeout}s")
 
 
 def operator_burst(api: client.ApiClient, namespace: str, count: int, pdb_api: str, timeout: float) -> dict:
@@ -271,7 +282,7 @@ def main() -> int:
         operator.stop()
     without = request_rate(api, args.idle_seconds)
     for ns in (burst_ns, steady_ns):
-        client.CoreV1Api(api).delete_namespace(ns, _preload_content=False)
+        delete_namespace(api, ns)
 
     result = {
         "burst": {"n": args.burst, "operator_s": burst["operator_s"], "bare_client_s": round(bare, 3),

@@ -122,3 +122,11 @@ def test_group_restarts_delete_exactly_the_observed_pods_by_uid():
     assert sorted(kube.writes("delete_pod")) == [("delete_pod", "chat-leader-0", "l0"),
                                                  ("delete_pod", "chat-workers-0-0", "w0-new")]
     assert any(n.reason == "GroupRestarted" for n in outcome.notes)
+
+
+def test_notes_of_one_reason_become_one_event():
+    from llmops.reconcile import Note, merge_notes
+    notes = [Note("Normal", "Created", "created Deployment/chat"), Note("Normal", "Created", "created Service/chat"),
+             Note("Warning", "GroupRestarted", "restarting group 0")]
+    assert merge_notes(notes) == [Note("Normal", "Created", "created Deployment/chat; created Service/chat"),
+                                  Note("Warning", "GroupRestarted", "restarting group 0")]
