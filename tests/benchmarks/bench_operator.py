@@ -66,6 +66,13 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU the process has used (from /proc/PID/stat, in clock ticks)."""
+    import os
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -269,8 +276,10 @@ def main() -> int:
     operator = start_operator(str(info.kubeconfig), oplog, extra_args=("-n", burst_ns, "-n", steady_ns))
     try:
         log(f"burst of {args.burst} LLMDeployments ...")
+        cpu_before = cpu_seconds(operator.process.pid)
         burst = operator_burst(api, burst_ns, args.burst, caps.pdb_api_version, args.timeout)
-        log(f"  operator: {burst['operator_s']}s for all; p50 {burst['p50_s']}s p99 {burst['p99_s']}s")
+        log(f"  operator: {burst['operator_s']}s for all; p50 {burst['p50_s']}s p99 {burst['p99_s']}s; "
+            f"operator CPU {cpu_seconds(operator.process.pid) - cpu_before:.1f}s")
         log(f"steady: {args.steady_rate}/s for {args.steady_seconds}s ...")
         stead = steady(api, steady_ns, args.steady_rate, args.steady_seconds, caps.pdb_api_version)
         log(f"  steady: p50 {stead['p50_s']}s p99 {stead['p99_s']}s")
