@@ -32,6 +32,7 @@ from llmops.autoscale.prometheus import PrometheusClient
 from llmops.config import OperatorConfig
 from llmops.inventory import GPUNode
 from llmops.kube import Kube, load_api_client
+from llmops.render import ClusterCapabilities
 from llmops.reconcile import Note, merge_notes, reconcile, refresh_status
 from llmops.render.meta import MANAGED_BY
 from llmops.snapshot import Snapshot
@@ -51,6 +52,7 @@ class Runtime:
     """What the workers share: the queue, the latest body of each LLMDeployment, the node index."""
 
     config: OperatorConfig
+    capabilities: ClusterCapabilities
     queue: WorkQueue = field(default_factory=WorkQueue)
     bodies: dict[Key, dict[str, Any]] = field(default_factory=dict)
     reconciled_generation: dict[Key, int] = field(default_factory=dict)
@@ -86,10 +88,12 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.execution.max_workers = 4  # only the small sync handlers below run there
     memo.kube = Kube(load_api_client(config.kubeconfig))
     memo.prometheus = PrometheusClient(config.prometheus_url) if config.prometheus_url else None
-    memo.capabilities = dataclasses.replace(await asyncio.to_thread(memo.kube.discover_capabilities),
-                                            stager_image=config.stager_image)
-    log.info("cluster capabilities: %s", memo.capabilities)
-    memo.runtime = Runtime(config)
+    capabilities = dataclasses.replace(await asyncio.to_thread(memo.kube.discover_capabilities),
+                                       stager_image=config.stager_image)
+    log.info("cluster capabilities: %s", capabilities)
+    # Kopf hands each object a shallow copy of the memo: what handlers change must live in a
+    # shared object (the runtime), never in a memo attribute.
+    memo.runtime = Runtime(config, capabilities)
     pool = concurrent.futures.ThreadPoolExecutor(config.reconcile_workers, thread_name_prefix="reconcile")
     memo.runtime.workers = [asyncio.create_task(_worker(memo, pool)) for _ in range(config.reconcile_workers)]
 
@@ -188,13 +192,66 @@ async def close_clients(memo: kopf.Memo, **_: Any) -> None:
         await memo.prometheus.close()
 
 
+# -- cluster capabilities that change while the operator runs ---------------------------------
+# Discovery at start-up is only the first reading: a CRD such as LeaderWorkerSet can be
+# installed or removed at any time. Each change is logged, posted as an Event on the
+# deployments it concerns, and every deployment is reconciled with the new reading;
+# backend.py makes sure running groups are not swapped without being asked.
+
+CAPABILITY_CRDS = {"leaderworkersets.leaderworkerset.x-k8s.io": ("leader_worker_set", "v1"),
+                   "podmonitors.monitoring.coreos.com": ("pod_monitor", "v1")}
+
+
+def _capability_crd(name: str, **_: Any) -> bool:
+    return name in CAPABILITY_CRDS
+
+
+def crd_serves(crd: dict[str, Any], version: str) -> bool:
+    established = any(c.get("type") == "Established" and c.get("status") == "True"
+                      for c in (crd.get("status") or {}).get("conditions") or [])
+    return established and any(v.get("name") == version and v.get("served")
+                               for v in (crd.get("spec") or {}).get("versions") or [])
+
+
+def capability_note(field_name: str, available: bool) -> Note:
+    if field_name == "leader_worker_set":
+        if available:
+            return Note("Normal", "LeaderWorkerSetInstalled",
+                        "LeaderWorkerSet is now installed. Running groups stay StatefulSets (switching re-creates "
+                        "every group); set annotation llmops.io/group-backend: LeaderWorkerSet to switch. New "
+                        "multi-node deployments use LeaderWorkerSet.")
+        return Note("Warning", "LeaderWorkerSetRemoved",
+                    "LeaderWorkerSet was removed: groups that ran on it are re-created as StatefulSets.")
+    return Note("Normal", "PodMonitorInstalled" if available else "PodMonitorRemoved",
+                "PodMonitor is now served: a PodMonitor is rendered for each deployment" if available
+                else "PodMonitor is no longer served: no PodMonitor is rendered")
+
+
+@kopf.on.event("apiextensions.k8s.io", "v1", "customresourcedefinitions", when=_capability_crd)
+async def on_capability_crd(event: dict[str, Any], name: str, memo: kopf.Memo, **_: Any) -> None:
+    field_name, version = CAPABILITY_CRDS[name]
+    available = event.get("type") != "DELETED" and crd_serves(event["object"], version)
+    runtime: Runtime = memo.runtime
+    if getattr(runtime.capabilities, field_name) == available:
+        return
+    runtime.capabilities = dataclasses.replace(runtime.capabilities, **{field_name: available})
+    note = capability_note(field_name, available)
+    log.warning("cluster capability changed: %s = %s (%s)", field_name, available, note.message)
+    for key, body in list(runtime.bodies.items()):
+        if field_name != "leader_worker_set" or int((body.get("status") or {}).get("nodesPerReplica") or 1) > 1:
+            await asyncio.to_thread(_post, memo.kube, body, [note])
+        runtime.queue.add(key, FULL)
+
+
 # -- events enqueue ------------------------------------------------------------------------
+# These handlers are coroutines on purpose: they run in the event loop, the only thread that
+# may touch the asyncio work queue (a sync Kopf handler would run in a thread pool).
 # Kopf calls resource handlers only after every index (gpu_nodes) is filled
 # (kopf/_core/reactor/processing.py waits on `operator_indexed`), so the index handed over
 # here is complete before the first key is queued.
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def on_llmdeployment(event: dict[str, Any], memo: kopf.Memo, gpu_nodes: kopf.Index, **kwargs: Any) -> None:
+async def on_llmdeployment(event: dict[str, Any], memo: kopf.Memo, gpu_nodes: kopf.Index, **kwargs: Any) -> None:
     runtime: Runtime = memo.runtime
     runtime.nodes = gpu_nodes
     if not runtime.indices:
@@ -217,12 +274,12 @@ def on_llmdeployment(event: dict[str, Any], memo: kopf.Memo, gpu_nodes: kopf.Ind
 @kopf.on.event("apps", "v1", "daemonsets", labels=OWNED)
 @kopf.on.event("", "v1", "services", labels=OWNED)
 @kopf.on.event("policy", "poddisruptionbudgets", labels=OWNED)
-def on_child(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
+async def on_child(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
     _route(memo.runtime, event, lambda owner: child_need(event.get("type"), event["object"], owner))
 
 
 @kopf.on.event("", "v1", "pods", labels=OWNED)
-def on_pod(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
+async def on_pod(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
     _route(memo.runtime, event, lambda owner: pod_need(event.get("type"), owner))
 
 
@@ -277,7 +334,7 @@ def _process(memo: kopf.Memo, key: Key, need: int) -> bool:
         trigger = "reconcile"
         started = time.perf_counter()
         try:
-            outcome = reconcile(memo.kube, body, memo.capabilities, nodes, _snapshot(runtime, key))
+            outcome = reconcile(memo.kube, body, runtime.capabilities, nodes, _snapshot(runtime, key))
         except Exception:
             metrics.RECONCILE_ERRORS.labels(trigger).inc()
             raise
@@ -290,7 +347,7 @@ def _process(memo: kopf.Memo, key: Key, need: int) -> bool:
         if outcome.invalid:
             log.warning("%s/%s not applied: %s", key[0], key[1], outcome.invalid)
         return True
-    _, notes = refresh_status(memo.kube, body, memo.capabilities, nodes, _snapshot(runtime, key))
+    _, notes = refresh_status(memo.kube, body, runtime.capabilities, nodes, _snapshot(runtime, key))
     _post(memo.kube, body, notes)
     return False
 

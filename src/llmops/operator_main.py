@@ -22,6 +22,8 @@ def run_operator(args: argparse.Namespace) -> int:
     )
     if not args.verbose:  # one access line per probe and admission request drowns the real log
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+        # Kopf logs every handled watch event ("Handler ... succeeded"): thousands a second in a burst.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     config = OperatorConfig(kubeconfig=args.kubeconfig, prometheus_url=args.prometheus_url or None,
                             stager_image=args.stager_image)
     _enable_webhook(args)

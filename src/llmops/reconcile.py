@@ -3,11 +3,13 @@ children report. Level-based: it never looks at what changed, only at what is.""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from llmops.api.v1alpha1 import LLMDeployment, LLMDeploymentStatus
+from llmops.backend import LWS as LWS_BACKEND, BackendChoice, choose_group_backend
 from llmops.conditions import condition, merge_condition
 from llmops.groups import MEMBERS_ANNOTATION, Restart, SetGate, plan_group_actions
 from llmops.inventory import GPUNode, inventory_or_none
@@ -96,7 +98,8 @@ def _failed_status(body: dict[str, Any], phase: str, reason: str, message: str) 
 
 
 CARRIED_WHEN_REFUSED = ("replicas", "readyReplicas", "updatedReplicas", "selector", "endpoint",
-                        "tensorParallelSize", "pipelineParallelSize", "nodesPerReplica", "shardingSource")
+                        "tensorParallelSize", "pipelineParallelSize", "nodesPerReplica", "shardingSource",
+                        "groupBackend")
 
 
 def _refuse(kube: Kube, body: dict[str, Any], phase: str, reason: str, message: str) -> Outcome:
@@ -156,7 +159,8 @@ def _sync_groups(kube: Kube, d: LLMDeployment, sharding: ResolvedSharding, pods:
 
 def _report(kube: Kube, d: LLMDeployment, body: dict[str, Any], workload: Optional[dict[str, Any]],
             sharding: ResolvedSharding, capabilities: ClusterCapabilities,
-            snapshot: Optional[Snapshot] = None) -> tuple[dict[str, Any], list[Note]]:
+            snapshot: Optional[Snapshot] = None,
+            backend: Optional[BackendChoice] = None) -> tuple[dict[str, Any], list[Note]]:
     if snapshot is not None:
         pods = snapshot.pods_with(selector_labels(d))
     else:
@@ -172,10 +176,20 @@ def _report(kube: Kube, d: LLMDeployment, body: dict[str, Any], workload: Option
             staging = kube.get("apps/v1", "DaemonSet", stage_set_name(d), d.namespace)
             stage_pods = kube.list_pods(d.namespace, label_selector(stage_selector(d)))
     observed = Observed(workload=workload, pods=pods, staging=staging, stage_pods=stage_pods)
-    status = compute_status(d, observed, sharding, previous, utc_now())
+    status = compute_status(d, observed, sharding, previous, utc_now(), backend)
     if status_changed(previous, status):
         kube.apply_llmdeployment_status(d.name, d.namespace, status, RECONCILER_MANAGER)
     return status, notes
+
+
+def _group_backend(body: dict[str, Any], sharding: ResolvedSharding,
+                   capabilities: ClusterCapabilities) -> tuple[ClusterCapabilities, Optional[BackendChoice]]:
+    """The capabilities to render with: for multi-node groups the backend backend.py chose
+    (recorded, asked for, or discovered), not whatever discovery says today."""
+    if sharding.nodes_per_replica < 2:
+        return capabilities, None
+    choice = choose_group_backend(body, capabilities.leader_worker_set)
+    return dataclasses.replace(capabilities, leader_worker_set=choice.backend == LWS_BACKEND), choice
 
 
 def _primary_workload(children: list[dict[str, Any]]) -> dict[str, Any]:
@@ -198,8 +212,12 @@ def reconcile(kube: Kube, body: dict[str, Any], capabilities: ClusterCapabilitie
     if sharding is None:
         return _refuse(kube, body, "Pending", "DoesNotFit",
                        "no eligible GPU nodes can run this shape: " + "; ".join(problems))
+    cluster = capabilities
+    capabilities, backend = _group_backend(body, sharding, cluster)
     children = render_children(d, sharding, capabilities)
     notes: list[Note] = []
+    if backend is not None and backend.switched:
+        notes.append(Note("Warning", "GroupBackendChanged", backend.message))
     primary = _primary_workload(children)
     workload = None
     for child in children:
@@ -219,8 +237,8 @@ def reconcile(kube: Kube, body: dict[str, Any], capabilities: ClusterCapabilitie
             notes.append(Note("Normal", "Updated", f"updated {_ident(child)} to match the spec"))
         if child is primary:
             workload = after
-    notes += _prune(kube, d, children, capabilities, snapshot)
-    status, group_notes = _report(kube, d, body, workload, sharding, capabilities, snapshot)
+    notes += _prune(kube, d, children, cluster, snapshot)  # what the cluster serves, not what we render
+    status, group_notes = _report(kube, d, body, workload, sharding, capabilities, snapshot, backend)
     return Outcome(notes=notes + group_notes, status=status)
 
 
@@ -239,9 +257,10 @@ def refresh_status(kube: Kube, body: dict[str, Any], capabilities: ClusterCapabi
     sharding, _ = resolve_sharding(d, nodes)
     if sharding is None:
         return None, []  # reconcile reports shapes that do not fit
+    capabilities, backend = _group_backend(body, sharding, capabilities)
     primary = _primary_workload(render_children(d, sharding, capabilities))
     if snapshot is not None and primary["kind"] in snapshot.kinds:
         workload = snapshot.children.get((primary["kind"], primary["metadata"]["name"]))
     else:
         workload = kube.get(primary["apiVersion"], primary["kind"], primary["metadata"]["name"], namespace)
-    return _report(kube, d, body, workload, sharding, capabilities, snapshot)
+    return _report(kube, d, body, workload, sharding, capabilities, snapshot, backend)

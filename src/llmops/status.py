@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from llmops.api.v1alpha1 import VLLM_PORT, Condition, LLMDeployment, LLMDeploymentStatus
+from llmops.backend import GROUP_BACKEND, BackendChoice
 from llmops.conditions import merge_condition
 from llmops.render.context import ResolvedSharding
 from llmops.render.meta import selector_string, service_endpoint
@@ -164,7 +165,7 @@ def _staging_condition(observed: Observed) -> _Cond:
 # `Autoscaling` condition to the autoscaler. The reconciler never sends those, so it can
 # neither replace nor roll them back.
 RECONCILER_MANAGER = "llmops-reconciler"
-OWNED_CONDITIONS = (READY, PROGRESSING, DEGRADED, MODEL_STAGED)
+OWNED_CONDITIONS = (READY, PROGRESSING, DEGRADED, MODEL_STAGED, GROUP_BACKEND)
 
 
 def build_status(
@@ -173,6 +174,7 @@ def build_status(
     sharding: ResolvedSharding,
     previous: dict[str, Any] | None,
     now: str,
+    backend: Optional[BackendChoice] = None,
 ) -> LLMDeploymentStatus:
     """The reconciler's share of status. `now` is an RFC 3339 timestamp supplied by the caller;
     `previous` is only read for the transition times of the reconciler's own conditions."""
@@ -180,6 +182,8 @@ def build_status(
     phase, conditions, counts = _conditions(d, observed)
     if d.spec.model.prestage.enabled and not observed.error:
         conditions[MODEL_STAGED] = _staging_condition(observed)
+    if backend is not None:  # multi-node only
+        conditions[GROUP_BACKEND] = _Cond("True", backend.reason, backend.message)
     earlier = (previous or {}).get("conditions") or []
     return LLMDeploymentStatus(
         observed_generation=generation,
@@ -196,13 +200,14 @@ def build_status(
         pipeline_parallel_size=sharding.pipeline_parallel_size,
         nodes_per_replica=sharding.nodes_per_replica,
         sharding_source=sharding.source,
+        group_backend=backend.backend if backend is not None else None,
     )
 
 
 def compute_status(d: LLMDeployment, observed: Observed, sharding: ResolvedSharding,
-                   previous: dict[str, Any] | None, now: str) -> dict[str, Any]:
+                   previous: dict[str, Any] | None, now: str, backend: Optional[BackendChoice] = None) -> dict[str, Any]:
     """build_status as the JSON the reconciler applies."""
-    return build_status(d, observed, sharding, previous, now).to_patch()
+    return build_status(d, observed, sharding, previous, now, backend).to_patch()
 
 
 def status_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:

@@ -211,6 +211,7 @@ def test_the_service_account_can_do_exactly_what_the_operator_needs(release):
               ("patch", "llmops.io", "llmdeployments", "status"), ("patch", "llmops.io", "llmdeployments", "scale"),
               ("create", "apps", "deployments", None), ("patch", "apps", "deployments", None),
               ("patch", "", "services", None), ("create", "policy", "poddisruptionbudgets", None),
+              ("watch", "policy", "poddisruptionbudgets", None),
               ("list", "", "pods", None), ("create", "", "events", None),
               ("create", "apps", "statefulsets", None), ("delete", "apps", "statefulsets", None),
               ("create", "apps", "daemonsets", None), ("delete", "apps", "daemonsets", None),

@@ -104,7 +104,7 @@ EXPECTED_NAMESPACED = {
     ("apps", "statefulsets"): {"get", "list", "watch", "create", "patch", "delete"},
     ("apps", "daemonsets"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "services"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("policy", "poddisruptionbudgets"): {"get", "create", "patch"},
+    ("policy", "poddisruptionbudgets"): {"get", "list", "watch", "create", "patch"},
     ("", "pods"): {"list", "watch", "patch", "delete"},
     ("", "pods/status"): {"patch"},
     ("", "events"): {"create"},

@@ -130,3 +130,22 @@ def test_notes_of_one_reason_become_one_event():
              Note("Warning", "GroupRestarted", "restarting group 0")]
     assert merge_notes(notes) == [Note("Normal", "Created", "created Deployment/chat; created Service/chat"),
                                   Note("Warning", "GroupRestarted", "restarting group 0")]
+
+
+def test_groups_recorded_as_statefulsets_stay_so_when_lws_appears():
+    multi = body(sharding={"tensorParallelSize": 1, "pipelineParallelSize": 2, "allowMultiNode": True},
+                 resources={"gpu": {"type": "NVIDIA-L4"}})
+    nodes = [GPUNode.from_node(f"edge-{i}", {"nvidia.com/gpu.product": "NVIDIA-L4"}, {},
+                               {"allocatable": {"nvidia.com/gpu": "1"}}) for i in range(2)]
+    with_lws = ClusterCapabilities(leader_worker_set=True)
+    fresh = RecordingKube()
+    reconcile(fresh, multi, with_lws, nodes)
+    assert "LeaderWorkerSet" in kinds(fresh.calls, "apply")  # a new deployment uses what exists
+    kept = RecordingKube()
+    outcome = reconcile(kept, {**multi, "status": {"groupBackend": "StatefulSet"}}, with_lws, nodes)
+    assert "LeaderWorkerSet" not in kinds(kept.calls, "apply") and "StatefulSet" in kinds(kept.calls, "apply")
+    status = kept.writes("apply_status")[0][2]
+    assert status["groupBackend"] == "StatefulSet"
+    backend = next(c for c in status["conditions"] if c["type"] == "GroupBackend")
+    assert backend["reason"] == "KeptStatefulSets" and "llmops.io/group-backend" in backend["message"]
+    assert not [n for n in outcome.notes if n.reason == "GroupBackendChanged"]

@@ -44,3 +44,15 @@ def test_creations_and_the_start_up_listing_need_nothing_and_unknown_owners_are_
 def test_pod_events_refresh_status_of_a_known_owner():
     assert pod_need("MODIFIED", OWNER) == STATUS
     assert pod_need("MODIFIED", None) is None
+
+
+def test_a_capability_crd_counts_only_once_established_and_serving_the_version():
+    from llmops.controller import capability_note, crd_serves
+    crd = {"spec": {"versions": [{"name": "v1", "served": True}]},
+           "status": {"conditions": [{"type": "Established", "status": "True"}]}}
+    assert crd_serves(crd, "v1")
+    assert not crd_serves({**crd, "status": {"conditions": [{"type": "Established", "status": "False"}]}}, "v1")
+    assert not crd_serves(crd, "v2")
+    installed = capability_note("leader_worker_set", True)
+    assert "llmops.io/group-backend" in installed.message and "stay StatefulSets" in installed.message
+    assert capability_note("leader_worker_set", False).type == "Warning"

@@ -422,6 +422,9 @@ class LLMDeploymentStatus(ApiModel):
     sharding_source: Optional[str] = Field(
         default=None, description="'spec' when the sizes came from the spec, 'planner' when llmops chose them."
     )
+    group_backend: Optional[str] = Field(
+        default=None, description="What runs multi-node groups (StatefulSet or LeaderWorkerSet); kept until asked to switch."
+    )
     autoscaling: Optional[dict[str, Any]] = Field(default=None, description="The autoscaler's last decisions.")
 
     def to_patch(self) -> dict[str, Any]:
