@@ -300,18 +300,18 @@ def main() -> int:
         "rss_mib": round(rss, 1),
         "idle_requests_per_min": round(max(0.0, with_operator - without), 1),
     }
-    if args.png:
-        write_png({**result, "burst": {**result["burst"], "latencies": burst["latencies"]},
-                   "steady": {**result["steady"], "latencies": stead["latencies"]}}, args.png)
     detail = (f"burst {args.burst}: operator {result['burst']['operator_s']}s vs bare client {result['burst']['bare_client_s']}s "
               f"(ratio {result['burst']['operator_s'] / bare:.2f}, target <= 1.5); p50 {burst['p50_s']}s p99 {burst['p99_s']}s; "
               f"steady {args.steady_rate}/s p99 {stead['p99_s']}s (target < 0.5); RSS {result['rss_mib']} MiB (target < 150); "
               f"idle {result['idle_requests_per_min']} requests/min ({with_operator:.0f} with, {without:.0f} without)")
     if args.json:
         log(detail)
-        print(json.dumps(result))
+        print(json.dumps(result), flush=True)
     else:
-        print(detail)
+        print(detail, flush=True)
+    if args.png:  # after the figures are out: a plotting problem must not lose a 5-minute run
+        write_png({**result, "burst": {**result["burst"], "latencies": burst["latencies"]},
+                   "steady": {**result["steady"], "latencies": stead["latencies"]}}, args.png)
     return 0
 
 
