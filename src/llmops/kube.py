@@ -159,6 +159,44 @@ class Kube:
             first_timestamp=now, last_timestamp=now, count=1,
         ))
 
+    # -- leader election (leader.py) -----------------------------------------------------------
+
+    def read_lease(self, namespace: str, name: str):
+        from llmops.leader import LeaseRecord
+        try:
+            lease = client.CoordinationV1Api(self.api).read_namespaced_lease(name, namespace)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        spec = lease.spec
+        return LeaseRecord(holder=spec.holder_identity or None,
+                           renew_time=spec.renew_time.isoformat() if spec.renew_time else None,
+                           duration=float(spec.lease_duration_seconds or 0),
+                           transitions=spec.lease_transitions or 0,
+                           resource_version=lease.metadata.resource_version)
+
+    def write_lease(self, namespace: str, name: str, holder: str, duration: float, transitions: int,
+                    resource_version: Optional[str]) -> bool:
+        """Create the Lease (no resource_version) or replace it only if unchanged since read
+        (optimistic concurrency: two candidates racing, one wins). False when we lost the race."""
+        now = datetime.datetime.now(datetime.timezone.utc)
+        body = client.V1Lease(
+            metadata=client.V1ObjectMeta(name=name, namespace=namespace, resource_version=resource_version),
+            spec=client.V1LeaseSpec(holder_identity=holder or None, lease_duration_seconds=int(duration),
+                                    lease_transitions=transitions, renew_time=now if holder else None))
+        api = client.CoordinationV1Api(self.api)
+        try:
+            if resource_version is None:
+                api.create_namespaced_lease(namespace, body)
+            else:
+                api.replace_namespaced_lease(name, namespace, body)
+            return True
+        except client.ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+
     def list_nodes(self) -> list[dict[str, Any]]:
         return [self.api.sanitize_for_serialization(n) for n in client.CoreV1Api(self.api).list_node().items]
 

@@ -160,7 +160,7 @@ def _sync_groups(kube: Kube, d: LLMDeployment, sharding: ResolvedSharding, pods:
 def _report(kube: Kube, d: LLMDeployment, body: dict[str, Any], workload: Optional[dict[str, Any]],
             sharding: ResolvedSharding, capabilities: ClusterCapabilities,
             snapshot: Optional[Snapshot] = None,
-            backend: Optional[BackendChoice] = None) -> tuple[dict[str, Any], list[Note]]:
+            backend: Optional[BackendChoice] = None, just_created: bool = False) -> tuple[dict[str, Any], list[Note]]:
     if snapshot is not None:
         pods = snapshot.pods_with(selector_labels(d))
     else:
@@ -177,6 +177,11 @@ def _report(kube: Kube, d: LLMDeployment, body: dict[str, Any], workload: Option
             stage_pods = kube.list_pods(d.namespace, label_selector(stage_selector(d)))
     observed = Observed(workload=workload, pods=pods, staging=staging, stage_pods=stage_pods)
     status = compute_status(d, observed, sharding, previous, utc_now(), backend)
+    if just_created and snapshot is not None:
+        # The workload was created a moment ago and its controller has not reported yet: its
+        # first status update is an event that reconciles again, and that reconcile writes the
+        # status. Writing "Creating" now would be one more write per deployment in a burst.
+        return status, notes
     if status_changed(previous, status):
         kube.apply_llmdeployment_status(d.name, d.namespace, status, RECONCILER_MANAGER)
     return status, notes
@@ -219,7 +224,7 @@ def reconcile(kube: Kube, body: dict[str, Any], capabilities: ClusterCapabilitie
     if backend is not None and backend.switched:
         notes.append(Note("Warning", "GroupBackendChanged", backend.message))
     primary = _primary_workload(children)
-    workload = None
+    workload, workload_created = None, False
     for child in children:
         meta = child["metadata"]
         if snapshot is not None and child["kind"] in snapshot.kinds:
@@ -236,9 +241,10 @@ def reconcile(kube: Kube, body: dict[str, Any], capabilities: ClusterCapabilitie
         elif before["metadata"].get("resourceVersion") != after["metadata"]["resourceVersion"]:
             notes.append(Note("Normal", "Updated", f"updated {_ident(child)} to match the spec"))
         if child is primary:
-            workload = after
+            workload, workload_created = after, before is None
     notes += _prune(kube, d, children, cluster, snapshot)  # what the cluster serves, not what we render
-    status, group_notes = _report(kube, d, body, workload, sharding, capabilities, snapshot, backend)
+    status, group_notes = _report(kube, d, body, workload, sharding, capabilities, snapshot, backend,
+                                  just_created=workload_created)
     return Outcome(notes=notes + group_notes, status=status)
 
 

@@ -149,3 +149,18 @@ def test_groups_recorded_as_statefulsets_stay_so_when_lws_appears():
     backend = next(c for c in status["conditions"] if c["type"] == "GroupBackend")
     assert backend["reason"] == "KeptStatefulSets" and "llmops.io/group-backend" in backend["message"]
     assert not [n for n in outcome.notes if n.reason == "GroupBackendChanged"]
+
+
+def test_with_caches_a_just_created_workload_defers_the_status_write_to_its_first_event():
+    from llmops.snapshot import Snapshot
+    kinds_cached = ("Deployment", "Service", "PodDisruptionBudget", "StatefulSet", "DaemonSet")
+    kube = RecordingKube()
+    reconcile(kube, body(), CAPS, snapshot=Snapshot.of([], [], kinds_cached))
+    assert kinds(kube.calls, "apply") == ["Deployment", "PodDisruptionBudget", "Service"]
+    assert not kube.writes("apply_status") and not [c for c in kube.calls if c[0] in ("get", "list", "list_pods")]
+    # The Deployment's first status event: the next reconcile applies nothing and writes status.
+    cached = Snapshot.of(list(kube.objects.values()), [], kinds_cached)
+    again = RecordingKube()
+    reconcile(again, body(), CAPS, snapshot=cached)
+    assert not again.writes("apply"), "the cache shows the children as rendered"
+    assert again.writes("apply_status") and not [c for c in again.calls if c[0] in ("get", "list", "list_pods")]
