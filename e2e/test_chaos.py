@@ -7,6 +7,7 @@ observedGeneration matches, and no restart lowered a replica count the autoscale
 from __future__ import annotations
 
 import random
+import socket
 import threading
 import time
 
@@ -18,6 +19,7 @@ from llmops.kube import Kube
 from llmops.reconcile import resolve_sharding
 from llmops.render import render_children
 from llmops.render.meta import DEPLOYMENT_LABEL
+from llmops.testing.operator import start_operator
 from llmops.testing.samples import sim_deployment
 from llmops.validation import api_view, validate_manifest
 from llmops.waiting import wait_for
@@ -25,7 +27,8 @@ from llmops.waiting import wait_for
 pytestmark = pytest.mark.cluster
 
 GROUP, VERSION, PLURAL = "llmops.io", "v1alpha1", "llmdeployments"
-COUNT, KILLS, HELD = 30, 20, ("held-0", "held-1")  # HELD: autoscaled, min 2, no metrics -> held at 2
+COUNT, KILLS, HELD = 30, 20, ("held-0", "held-1")  # HELD: autoscaled, min 2 -> held at 2
+HA_KILLS = 4  # each waits out a takeover (up to 12 s), so fewer than with one replica
 SEED = 17
 CHILD_KINDS = (("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"), ("apps/v1", "DaemonSet"), ("v1", "Service"))
 
@@ -116,6 +119,47 @@ def converged(kube: Kube, crs, caps, namespace: str) -> list[str]:
 def test_operator_killed_twenty_times_converges_to_exactly_the_rendered_children(
         e2e_operator, sandbox, api_client, crs, namespace):
     sandbox.require_sandbox("kills the operator process")
+
+    def kill_and_restart() -> None:
+        e2e_operator.process.kill()  # SIGKILL: no cleanup, no graceful shutdown
+        e2e_operator.process.wait(10)
+        e2e_operator.start()
+
+    chaos(api_client, crs, namespace, kill_and_restart, KILLS, (0.2, 2.5))
+
+
+def test_two_replicas_killing_the_active_one_converge_too(sandbox, kubeconfig, api_client, crd_installed, crs,
+                                                          namespace, tmp_path):
+    """High availability: two operators with --leader-elect (watching only this namespace);
+    each kill hits the Lease holder, the standby takes over, the killed one returns as standby."""
+    sandbox.require_sandbox("runs two operator processes")
+    lease = "llmops-chaos"
+    args = ("--leader-elect", "--leader-election-namespace", namespace, "--leader-election-id", lease, "-n", namespace)
+    operators = [start_operator(str(kubeconfig), tmp_path / f"op{i}.log", extra_args=args) for i in range(2)]
+    coordination = client.CoordinationV1Api(api_client)
+
+    def identity(op) -> str:
+        return f"{socket.gethostname()}-{op.process.pid}"
+
+    def leader():
+        holder = coordination.read_namespaced_lease(lease, namespace).spec.holder_identity
+        return next((op for op in operators if identity(op) == holder), None)
+
+    def kill_and_restart() -> None:
+        active = wait_for(leader, 20, "no operator holds the lease")
+        active.process.kill()
+        active.process.wait(10)
+        active.start()  # comes back as the standby
+
+    try:
+        wait_for(leader, 30, "no operator took the lease")
+        chaos(api_client, crs, namespace, kill_and_restart, HA_KILLS, (8, 14))
+    finally:
+        for op in operators:
+            op.stop()
+
+
+def chaos(api_client, crs, namespace: str, kill_and_restart, kills: int, pause: tuple[float, float]) -> None:
     rng = random.Random(SEED)
     kube = Kube(api_client)
     caps = kube.discover_capabilities()
@@ -170,11 +214,9 @@ def test_operator_killed_twenty_times_converges_to_exactly_the_rendered_children
     churner = threading.Thread(target=churn, daemon=True)
     churner.start()
     try:
-        for kill in range(KILLS):
-            time.sleep(rng.uniform(0.2, 2.5))
-            e2e_operator.process.kill()  # SIGKILL: no cleanup, no graceful shutdown
-            e2e_operator.process.wait(10)
-            e2e_operator.start()
+        for _ in range(kills):
+            time.sleep(rng.uniform(*pause))
+            kill_and_restart()
     finally:
         stop.set()
         churner.join(10)
@@ -184,7 +226,7 @@ def test_operator_killed_twenty_times_converges_to_exactly_the_rendered_children
 
     wait_for(lambda: not converged(kube, crs, caps, namespace), 60,
              "not converged within 60 s of the last restart: " + "; ".join(converged(kube, crs, caps, namespace)[:8]))
-    print(f"converged {time.monotonic() - last_restart:.1f}s after the last of {KILLS} SIGKILLs; "
+    print(f"converged {time.monotonic() - last_restart:.1f}s after the last of {kills} SIGKILLs; "
           f"{len(actions)} changes")
     replicas_watch.stop()
     for name, values in replicas_watch.values.items():
