@@ -370,7 +370,10 @@ def _autoscaling_enabled(spec: kopf.Spec, **_: Any) -> bool:
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=AUTOSCALE_TICK_SECONDS, when=_autoscaling_enabled)
 async def autoscale(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    result = await autoscale_once(memo.kube, memo.prometheus, dict(body), time.time())
+    runtime: Runtime = memo.runtime
+    key = (body["metadata"]["namespace"], body["metadata"]["name"])
+    pods = list(runtime.indices["owned_pods"].get(key, ())) if runtime.indices else None
+    result = await autoscale_once(memo.kube, memo.prometheus, dict(body), time.time(), pods)
     if result is None:
         return
     evaluation = result.evaluation if isinstance(result, Scaled) else result

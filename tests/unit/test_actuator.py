@@ -85,3 +85,10 @@ def test_not_due_means_no_query_and_no_write():
     kube = RecordingKube()
     asyncio.run(autoscale_once(kube, prometheus, body(status={"autoscaling": {"lastEvaluatedAt": NOW - 1}}), NOW))
     assert not kube.writes() and not prometheus.queries
+
+
+def test_pods_from_the_cache_are_not_listed_again():
+    kube = RecordingKube()
+    asyncio.run(autoscale_once(kube, ScriptedPrometheus(6.0), body(replicas=1), NOW, pods=[ready_pod(0)]))
+    assert not [c for c in kube.calls if c[0] == "list_pods"]
+    assert [c for c in kube.calls if c[0] == "scale"]

@@ -65,8 +65,10 @@ async def autoscale_once(
     prometheus: Optional[PrometheusClient],
     body: dict[str, Any],
     now: float,
+    pods: Optional[list[dict[str, Any]]] = None,
 ) -> Optional[Evaluation | Scaled]:
-    """Evaluate one LLMDeployment if a decision is due; scale and record. None = not due."""
+    """Evaluate one LLMDeployment if a decision is due; scale and record. None = not due.
+    `pods`: the deployment's pods from the operator's cache (else they are listed)."""
     meta, spec, status = body["metadata"], body["spec"], body.get("status") or {}
     policy = AutoscalingSpec.model_validate(spec["autoscaling"])
     previous = status.get("autoscaling")
@@ -81,7 +83,8 @@ async def autoscale_once(
                                 autoscaler_status(status, condition, _rfc3339(now)), AUTOSCALER_MANAGER)
         return None
 
-    pods = await asyncio.to_thread(kube.list_pods, namespace, f"{DEPLOYMENT_LABEL}={name}")
+    if pods is None:  # no watch-fed cache given: ask the API server
+        pods = await asyncio.to_thread(kube.list_pods, namespace, f"{DEPLOYMENT_LABEL}={name}")
     evaluation = await evaluate_once(
         prometheus,
         namespace=namespace,
