@@ -14,6 +14,6 @@ class OperatorConfig:
     kubeconfig: Optional[str] = None          # None: in-cluster credentials, else the default kubeconfig
     prometheus_url: Optional[str] = None      # None: the autoscaler holds replicas and says why
     stager_image: str = DEFAULT_STAGER_IMAGE
-    reconcile_workers: int = 8                # LLMDeployments reconciled in parallel (never one twice)
+    reconcile_workers: int = 16               # LLMDeployments reconciled in parallel (never one twice)
     drift_check_seconds: float = 60.0         # each deployment is re-reconciled this long after the last
     retry_seconds: tuple[float, ...] = (1, 2, 5, 10, 30, 60)  # after a failed reconcile, by attempt

@@ -86,7 +86,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.networking.request_timeout = 60
     settings.posting.level = logging.WARNING  # our own Events say what happened
     settings.execution.max_workers = 4  # only the small sync handlers below run there
-    memo.kube = Kube(load_api_client(config.kubeconfig))
+    memo.kube = Kube(load_api_client(config.kubeconfig, pool_size=config.reconcile_workers + 4))
     memo.prometheus = PrometheusClient(config.prometheus_url) if config.prometheus_url else None
     capabilities = dataclasses.replace(await asyncio.to_thread(memo.kube.discover_capabilities),
                                        stager_image=config.stager_image)

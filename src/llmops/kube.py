@@ -21,16 +21,22 @@ from llmops.render.context import ClusterCapabilities
 from llmops.render.meta import FIELD_MANAGER
 
 
-def load_api_client(kubeconfig: Optional[str] = None) -> client.ApiClient:
-    """In-cluster credentials when running as a pod, else the kubeconfig."""
+def load_api_client(kubeconfig: Optional[str] = None, pool_size: Optional[int] = None) -> client.ApiClient:
+    """In-cluster credentials when running as a pod, else the kubeconfig. `pool_size`: HTTP
+    connections kept open (the client's default is 5 per CPU; one per worker thread is needed)."""
     if kubeconfig is None:
         try:
             config.load_incluster_config()
-            return client.ApiClient()
+            cfg = client.Configuration.get_default_copy()
+            if pool_size:
+                cfg.connection_pool_maxsize = pool_size
+            return client.ApiClient(cfg)
         except config.ConfigException:
             pass
     cfg = client.Configuration()
     config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+    if pool_size:
+        cfg.connection_pool_maxsize = pool_size
     return client.ApiClient(cfg)
 
 
