@@ -137,19 +137,34 @@ def test_prometheus_outage_holds_replicas_and_recovers(e2e_operator, sandbox, cr
         wait_for(lambda: replicas(crs, namespace) > 1, 40, "scaling did not resume after Prometheus returned")
 
 
-def test_operator_restart_keeps_the_replica_count(e2e_operator, sandbox, crs, kubeconfig, namespace):
+def test_operator_restart_inside_the_scale_down_window_keeps_the_replicas(e2e_operator, sandbox, crs, kubeconfig,
+                                                                          namespace):
+    """Scale up under load, stop the load, restart the operator while the scale-down window
+    still holds the replicas: the restarted operator must keep them until the window (whose
+    state lives in status.autoscaling) runs out, then scale down. A restart that lost or rolled
+    back that state would scale down at once."""
     sandbox.require_sandbox("restarts the operator process")
-    body = manifest(namespace, min_replicas=2, max_replicas=4)
+    window = 40
+    body = manifest(namespace, min_replicas=1, max_replicas=3)
+    body["spec"]["autoscaling"]["behavior"]["scaleDownStabilizationSeconds"] = window
     crs.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
-    wait_for(lambda: ready_replicas(crs, namespace) == 2, 90, "2 replicas never became ready")
+    wait_for(lambda: ready_replicas(crs, namespace) == 1, 90, "first replica never became ready")
+    with Load(namespace, str(kubeconfig), users=12, seconds=25):
+        wait_for(lambda: replicas(crs, namespace) > 1, 45, "replicas did not go up under load")
+    held = replicas(crs, namespace)
+    load_stopped = time.monotonic()
     restarted_at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
     e2e_operator.restart()
+    assert time.monotonic() - load_stopped < window / 2, "the restart took too long to land inside the window"
 
-    def evaluated_twice_since_restart() -> bool:
+    def held_through_evaluations_since_restart() -> bool:
         current = cr(crs, namespace)
-        assert current["spec"]["replicas"] == 2, "operator restart changed the replica count"
+        if time.monotonic() - load_stopped < window - 10:  # well inside the window: must hold
+            assert current["spec"]["replicas"] == held, (
+                f"restart lost the scale-down window: {held} -> {current['spec']['replicas']} replicas")
         history = (current.get("status") or {}).get("autoscaling", {}).get("history", [])
-        return len([h for h in history if h["time"] >= restarted_at]) >= 2
+        return len([h for h in history if h["time"] >= restarted_at]) >= 3 and \
+            time.monotonic() - load_stopped >= window - 10
 
-    wait_for(evaluated_twice_since_restart, 30, "restarted operator did not resume autoscaling")
-    assert ready_replicas(crs, namespace) == 2
+    wait_for(held_through_evaluations_since_restart, window + 20, "restarted operator did not resume autoscaling")
+    wait_for(lambda: replicas(crs, namespace) < held, 60, "no scale-down after the window ran out")

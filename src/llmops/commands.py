@@ -125,5 +125,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--webhook-cert-dir",
                    help="directory with the webhook's tls.crt and tls.key (required with --webhook-port)")
     p.add_argument("--webhook-addr", default="0.0.0.0", help="address the webhook server listens on")
+    p.add_argument("--leader-elect", action="store_true",
+                   help="run as one of several replicas: act only while holding a Lease (high availability)")
+    p.add_argument("--leader-election-namespace", default=None,
+                   help="namespace of the Lease (default: $POD_NAMESPACE, else default)")
+    p.add_argument("--leader-election-id", default="llmops-operator", help="name of the Lease")
     p.add_argument("--verbose", action="store_true")
     p.set_defaults(func=cmd_run)

@@ -1,17 +1,27 @@
-"""Kopf wiring. Handlers stay thin: each one calls `reconcile` or `refresh_status`.
+"""Kopf wiring. Handlers stay thin: watch events only enqueue; workers reconcile.
 
-Triggers: create / resume / spec change and a periodic drift check on the LLMDeployment,
-plus events of the children we own (a Deployment or Service deleted by hand is recreated;
-pod readiness changes refresh status promptly; the model-stage DaemonSet and its pods feed
-the ModelStaged condition the same way).
+Every LLMDeployment is a key in one work queue (llmops.workqueue): its own events, its
+children's and its pods' events add the key (routing.py decides what each one needs), a
+burst coalesces into one entry, and no key is ever reconciled by two workers at once (so two
+reconciles that saw different specs cannot prune each other's children). After each full
+reconcile the key is re-queued after the drift-check period; a failure is retried with
+backoff and its cause logged. Kopf's own per-object handlers (create/update/resume, timers)
+would run beside each other for the same object, which is why they are not used for this.
+
+Bodies, children and pods come from the watches (Kopf indices below), not from GETs or LISTs;
+a child the cache already shows as rendered is not applied again. The
+autoscaler is a separate writer with its own status fields and stays a Kopf timer.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import dataclasses
 import logging
 import time
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 import kopf
 
@@ -19,27 +29,51 @@ from llmops import metrics
 from llmops.api.v1alpha1 import GROUP, PLURAL, VERSION
 from llmops.autoscale.actuator import Scaled, autoscale_once
 from llmops.autoscale.prometheus import PrometheusClient
-from llmops.kube import Kube, load_api_client
+from llmops.config import OperatorConfig
 from llmops.inventory import GPUNode
-from llmops.reconcile import Note, reconcile, refresh_status
-from llmops.render.context import DEFAULT_STAGER_IMAGE
-from llmops.render.meta import DEPLOYMENT_LABEL, MANAGED_BY
+from llmops.kube import Kube, load_api_client
+from llmops.render import ClusterCapabilities
+from llmops.reconcile import Note, merge_notes, reconcile, refresh_status
+from llmops.render.meta import MANAGED_BY
+from llmops.snapshot import Snapshot
+from llmops.routing import Key, child_need, llmdeployment_need, owner_key, pod_need
+from llmops.workqueue import FULL, WorkQueue
 
-DRIFT_CHECK_SECONDS = 60
 OWNED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 ANNOTATION_PREFIX = GROUP
 
 AUTOSCALE_TICK_SECONDS = 2  # each deployment's own evaluationIntervalSeconds gates decisions
 
-# Set by `llmops run` before kopf starts.
-KUBECONFIG: str | None = None
-PROMETHEUS_URL: str | None = None
-STAGER_IMAGE: str = DEFAULT_STAGER_IMAGE
-ACTIVATOR: str | None = None  # NAMESPACE/NAME of the activator's Service (--activator)
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """What the workers share: the queue, the latest body of each LLMDeployment, the node index."""
+
+    config: OperatorConfig
+    capabilities: ClusterCapabilities
+    queue: WorkQueue = field(default_factory=WorkQueue)
+    bodies: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    reconciled_generation: dict[Key, int] = field(default_factory=dict)
+    failures: dict[Key, int] = field(default_factory=dict)
+    nodes: Any = None  # Kopf's live gpu_nodes index, handed over by the first handler call
+    indices: dict[str, Any] = field(default_factory=dict)  # the caches above, handed over likewise
+    workers: list[asyncio.Task] = field(default_factory=list)
+
+    def forget(self, key: Key) -> None:
+        for table in (self.bodies, self.reconciled_generation, self.failures):
+            table.pop(key, None)
+        self.queue.forget(key)
+
+
+def _config(memo: kopf.Memo) -> OperatorConfig:
+    return getattr(memo, "config", None) or OperatorConfig()
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    config = _config(memo)
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -51,19 +85,24 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 60
     settings.posting.level = logging.WARNING  # our own Events say what happened
-    settings.execution.max_workers = 16
-    memo.kube = Kube(load_api_client(KUBECONFIG))
-    memo.prometheus = PrometheusClient(PROMETHEUS_URL) if PROMETHEUS_URL else None
-    memo.capabilities = dataclasses.replace(memo.kube.discover_capabilities(), stager_image=STAGER_IMAGE,
-                                            activator=ACTIVATOR)
-    logging.getLogger(__name__).info("cluster capabilities: %s", memo.capabilities)
+    settings.execution.max_workers = 4  # only the small sync handlers below run there
+    memo.kube = Kube(load_api_client(config.kubeconfig, pool_size=config.reconcile_workers + 4))
+    memo.prometheus = PrometheusClient(config.prometheus_url) if config.prometheus_url else None
+    capabilities = dataclasses.replace(await asyncio.to_thread(memo.kube.discover_capabilities),
+                                       stager_image=config.stager_image, activator=config.activator)
+    log.info("cluster capabilities: %s", capabilities)
+    # Kopf hands each object a shallow copy of the memo: what handlers change must live in a
+    # shared object (the runtime), never in a memo attribute.
+    memo.runtime = Runtime(config, capabilities)
+    pool = concurrent.futures.ThreadPoolExecutor(config.reconcile_workers, thread_name_prefix="reconcile")
+    memo.runtime.workers = [asyncio.create_task(_worker(memo, pool)) for _ in range(config.reconcile_workers)]
 
 
 @kopf.on.login()
-def login(**_: Any) -> kopf.ConnectionInfo:
+def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
     """Credentials from the same loader kube.py uses (in-cluster, else --kubeconfig), so
     Kopf and our client always talk to the same cluster as the same user."""
-    cfg = load_api_client(KUBECONFIG).configuration
+    cfg = load_api_client(_config(memo).kubeconfig).configuration
     if cfg.refresh_api_key_hook:  # in-cluster: re-reads the rotated token file
         cfg.refresh_api_key_hook(cfg)
     token = (cfg.api_key.get("authorization") or cfg.api_key.get("BearerToken") or "").split(" ", 1)[-1] or None
@@ -78,55 +117,264 @@ def login(**_: Any) -> kopf.ConnectionInfo:
     )
 
 
+# -- watch-fed caches -------------------------------------------------------------------------
+# Kopf indices, not ad-hoc dicts: Kopf runs no resource handler before every index has been
+# filled from its initial listing, so a reconcile never mistakes "not listed yet" for "missing".
+# Each index maps an LLMDeployment's key to its children (or pods) of one kind.
+
+def _cached(body: kopf.Body) -> Optional[dict[Key, dict[str, Any]]]:
+    raw = dict(body)
+    key = owner_key(raw)
+    if key is None:
+        return None
+    # managedFields are most of an object's bytes and no decision reads them.
+    raw["metadata"] = {k: v for k, v in raw["metadata"].items() if k != "managedFields"}
+    return {key: raw}
+
+
+@kopf.index("apps", "v1", "deployments", labels=OWNED)
+def owned_deployments(body: kopf.Body, **_: Any):
+    return _cached(body)
+
+
+@kopf.index("apps", "v1", "statefulsets", labels=OWNED)
+def owned_statefulsets(body: kopf.Body, **_: Any):
+    return _cached(body)
+
+
+@kopf.index("apps", "v1", "daemonsets", labels=OWNED)
+def owned_daemonsets(body: kopf.Body, **_: Any):
+    return _cached(body)
+
+
+@kopf.index("", "v1", "services", labels=OWNED)
+def owned_services(body: kopf.Body, **_: Any):
+    return _cached(body)
+
+
+@kopf.index("policy", "poddisruptionbudgets", labels=OWNED)  # the served version: v1, or v1beta1 before 1.21
+def owned_pdbs(body: kopf.Body, **_: Any):
+    return _cached(body)
+
+
+@kopf.index("", "v1", "pods", labels=OWNED)
+def owned_pods(body: kopf.Body, **_: Any):
+    return _cached(body)
+
+
+CHILD_INDICES = {"Deployment": "owned_deployments", "StatefulSet": "owned_statefulsets",
+                 "DaemonSet": "owned_daemonsets", "Service": "owned_services",
+                 "PodDisruptionBudget": "owned_pdbs"}
+
+
+def _snapshot(runtime: "Runtime", key: Key) -> Optional[Snapshot]:
+    if not runtime.indices:
+        return None
+    children = [obj for name in CHILD_INDICES.values() for obj in runtime.indices[name].get(key, ())]
+    return Snapshot.of(children, runtime.indices["owned_pods"].get(key, ()), CHILD_INDICES)
+
+
 @kopf.index("", "v1", "nodes")
 def gpu_nodes(name: str, labels: kopf.Labels, spec: kopf.Spec, status: kopf.Status, **_: Any) -> dict[str, GPUNode]:
     """The cluster's nodes as the planner sees them (GPU product, count, taints)."""
     return {name: GPUNode.from_node(name, dict(labels), dict(spec), dict(status))}
 
 
-def _nodes(index: kopf.Index) -> list[GPUNode]:
-    return [node for store in index.values() for node in store]
-
-
-def _post(body: Any, notes: list[Note]) -> None:
-    # kopf.event posts regardless of settings.posting.level (which only filters log lines).
-    for note in notes:
-        kopf.event(body, type=note.type, reason=note.reason, message=note.message)
-
-
-def _reconcile(body: kopf.Body, memo: kopf.Memo, trigger: str, nodes: kopf.Index) -> None:
-    started = time.perf_counter()
-    try:
-        outcome = reconcile(memo.kube, dict(body), memo.capabilities, _nodes(nodes))
-    except Exception:
-        metrics.RECONCILE_ERRORS.labels(trigger).inc()
-        raise
-    finally:
-        metrics.RECONCILE_SECONDS.labels(trigger).observe(time.perf_counter() - started)
-        metrics.RECONCILES.labels(trigger).inc()
-    _post(body, outcome.notes)
-    metrics.record_replicas(body["metadata"]["namespace"], body["metadata"]["name"], body["spec"], outcome.status)
-    if outcome.invalid:
-        raise kopf.PermanentError(outcome.invalid)
-
-
-@kopf.on.resume(GROUP, VERSION, PLURAL, backoff=10)
-@kopf.on.create(GROUP, VERSION, PLURAL, backoff=10)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec", backoff=10)
-def on_spec(body: kopf.Body, memo: kopf.Memo, reason: str, gpu_nodes: kopf.Index, **_: Any) -> None:
-    _reconcile(body, memo, str(reason), gpu_nodes)
-
-
-@kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_CHECK_SECONDS, initial_delay=DRIFT_CHECK_SECONDS)
-def drift_check(body: kopf.Body, memo: kopf.Memo, gpu_nodes: kopf.Index, **_: Any) -> None:
-    _reconcile(body, memo, "drift", gpu_nodes)
+def _nodes(index: Any) -> Optional[list[GPUNode]]:
+    return [node for store in index.values() for node in store] if index is not None else None
 
 
 @kopf.on.cleanup()
 async def close_clients(memo: kopf.Memo, **_: Any) -> None:
+    for task in getattr(getattr(memo, "runtime", None), "workers", []):
+        task.cancel()
     if getattr(memo, "prometheus", None) is not None:
         await memo.prometheus.close()
 
+
+# -- cluster capabilities that change while the operator runs ---------------------------------
+# Discovery at start-up is only the first reading: a CRD such as LeaderWorkerSet can be
+# installed or removed at any time. Each change is logged, posted as an Event on the
+# deployments it concerns, and every deployment is reconciled with the new reading;
+# backend.py makes sure running groups are not swapped without being asked.
+
+CAPABILITY_CRDS = {"leaderworkersets.leaderworkerset.x-k8s.io": ("leader_worker_set", "v1"),
+                   "podmonitors.monitoring.coreos.com": ("pod_monitor", "v1")}
+
+
+def _capability_crd(name: str, **_: Any) -> bool:
+    return name in CAPABILITY_CRDS
+
+
+def crd_serves(crd: dict[str, Any], version: str) -> bool:
+    established = any(c.get("type") == "Established" and c.get("status") == "True"
+                      for c in (crd.get("status") or {}).get("conditions") or [])
+    return established and any(v.get("name") == version and v.get("served")
+                               for v in (crd.get("spec") or {}).get("versions") or [])
+
+
+def capability_note(field_name: str, available: bool) -> Note:
+    if field_name == "leader_worker_set":
+        if available:
+            return Note("Normal", "LeaderWorkerSetInstalled",
+                        "LeaderWorkerSet is now installed. Running groups stay StatefulSets (switching re-creates "
+                        "every group); set annotation llmops.io/group-backend: LeaderWorkerSet to switch. New "
+                        "multi-node deployments use LeaderWorkerSet.")
+        return Note("Warning", "LeaderWorkerSetRemoved",
+                    "LeaderWorkerSet was removed: groups that ran on it are re-created as StatefulSets.")
+    return Note("Normal", "PodMonitorInstalled" if available else "PodMonitorRemoved",
+                "PodMonitor is now served: a PodMonitor is rendered for each deployment" if available
+                else "PodMonitor is no longer served: no PodMonitor is rendered")
+
+
+@kopf.on.event("apiextensions.k8s.io", "v1", "customresourcedefinitions", when=_capability_crd)
+async def on_capability_crd(event: dict[str, Any], name: str, memo: kopf.Memo, **_: Any) -> None:
+    field_name, version = CAPABILITY_CRDS[name]
+    available = event.get("type") != "DELETED" and crd_serves(event["object"], version)
+    runtime: Runtime = memo.runtime
+    if getattr(runtime.capabilities, field_name) == available:
+        return
+    runtime.capabilities = dataclasses.replace(runtime.capabilities, **{field_name: available})
+    note = capability_note(field_name, available)
+    log.warning("cluster capability changed: %s = %s (%s)", field_name, available, note.message)
+    for key, body in list(runtime.bodies.items()):
+        if field_name != "leader_worker_set" or int((body.get("status") or {}).get("nodesPerReplica") or 1) > 1:
+            await asyncio.to_thread(_post, memo.kube, body, [note])
+        runtime.queue.add(key, FULL)
+
+
+# -- events enqueue ------------------------------------------------------------------------
+# These handlers are coroutines on purpose: they run in the event loop, the only thread that
+# may touch the asyncio work queue (a sync Kopf handler would run in a thread pool).
+# Kopf calls resource handlers only after every index (gpu_nodes) is filled
+# (kopf/_core/reactor/processing.py waits on `operator_indexed`), so the index handed over
+# here is complete before the first key is queued.
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def on_llmdeployment(event: dict[str, Any], memo: kopf.Memo, gpu_nodes: kopf.Index, **kwargs: Any) -> None:
+    runtime: Runtime = memo.runtime
+    runtime.nodes = gpu_nodes
+    if not runtime.indices:
+        runtime.indices = {name: kwargs[name] for name in (*CHILD_INDICES.values(), "owned_pods")}
+    body = event["object"]
+    key = (body["metadata"]["namespace"], body["metadata"]["name"])
+    if event.get("type") == "DELETED":
+        # Owner references garbage-collect the children; nothing to do but forget it.
+        runtime.forget(key)
+        metrics.forget(*key)
+        return
+    runtime.bodies[key] = body
+    need = llmdeployment_need(event.get("type"), body, runtime.reconciled_generation.get(key))
+    if need:
+        runtime.queue.add(key, need)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=OWNED)
+@kopf.on.event("apps", "v1", "statefulsets", labels=OWNED)
+@kopf.on.event("apps", "v1", "daemonsets", labels=OWNED)
+@kopf.on.event("", "v1", "services", labels=OWNED)
+@kopf.on.event("policy", "poddisruptionbudgets", labels=OWNED)
+async def on_child(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
+    _route(memo.runtime, event, lambda owner: child_need(event.get("type"), event["object"], owner))
+
+
+@kopf.on.event("", "v1", "pods", labels=OWNED)
+async def on_pod(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
+    _route(memo.runtime, event, lambda owner: pod_need(event.get("type"), owner))
+
+
+async def on_routed_endpoints(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
+    """Endpoints we point at the activator: if the endpoints controller overwrote them while
+    the Service still had its selector, the status refresh writes them again (llmops.activator.routing)."""
+    _route(memo.runtime, event, lambda owner: pod_need(event.get("type"), owner))
+
+
+def watch_routed_endpoints() -> None:
+    """`llmops run --activator`: watch Endpoints only then (a cluster's Endpoints change often,
+    and Kopf filters labels client-side)."""
+    kopf.on.event("", "v1", "endpoints", labels=OWNED, annotations={"llmops.io/route": "activator"})(
+        on_routed_endpoints)
+
+
+def _route(runtime: Runtime, event: dict[str, Any], need_of) -> None:
+    key = owner_key(event["object"])
+    if key is None:
+        return
+    need = need_of(runtime.bodies.get(key))
+    if need:
+        runtime.queue.add(key, need)
+
+
+# -- workers reconcile -----------------------------------------------------------------------
+
+async def _worker(memo: kopf.Memo, pool: concurrent.futures.Executor) -> None:
+    runtime: Runtime = memo.runtime
+    loop = asyncio.get_running_loop()
+    while True:
+        key, need = await runtime.queue.get()
+        retry: Optional[float] = None
+        try:
+            full = await loop.run_in_executor(pool, _process, memo, key, need)
+            runtime.failures.pop(key, None)
+            if full and key in runtime.bodies:
+                runtime.queue.add_after(key, runtime.config.drift_check_seconds, FULL)
+        except Exception as exc:  # noqa: BLE001 - one object's failure never stops the others
+            attempt = runtime.failures.get(key, 0)
+            runtime.failures[key] = attempt + 1
+            delays = runtime.config.retry_seconds
+            retry = delays[min(attempt, len(delays) - 1)]
+            log.warning("reconcile of %s/%s failed (attempt %d, retrying in %gs): %s",
+                        key[0], key[1], attempt + 1, retry, _cause(exc), exc_info=attempt == 0)
+        finally:
+            runtime.queue.done(key)
+        if retry is not None and key in runtime.bodies:
+            runtime.queue.add_after(key, retry, FULL)
+
+
+def _cause(exc: BaseException) -> str:
+    body = getattr(exc, "body", None)  # an API server refusal says why in its body
+    return f"{exc.__class__.__name__}: {body or exc}"
+
+
+def _process(memo: kopf.Memo, key: Key, need: int) -> bool:
+    """One reconcile (or status refresh) of one key, in a worker thread. True if it was full."""
+    runtime: Runtime = memo.runtime
+    body = runtime.bodies.get(key)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return False
+    nodes = _nodes(runtime.nodes)
+    if need == FULL:
+        trigger = "reconcile"
+        started = time.perf_counter()
+        try:
+            outcome = reconcile(memo.kube, body, runtime.capabilities, nodes, _snapshot(runtime, key))
+        except Exception:
+            metrics.RECONCILE_ERRORS.labels(trigger).inc()
+            raise
+        finally:
+            metrics.RECONCILE_SECONDS.labels(trigger).observe(time.perf_counter() - started)
+            metrics.RECONCILES.labels(trigger).inc()
+        runtime.reconciled_generation[key] = body["metadata"].get("generation")
+        _post(memo.kube, body, outcome.notes)
+        metrics.record_replicas(key[0], key[1], body["spec"], outcome.status)
+        if outcome.invalid:
+            log.warning("%s/%s not applied: %s", key[0], key[1], outcome.invalid)
+        return True
+    _, notes = refresh_status(memo.kube, body, runtime.capabilities, nodes, _snapshot(runtime, key))
+    _post(memo.kube, body, notes)
+    return False
+
+
+def _post(kube: Kube, body: dict[str, Any], notes: list[Note]) -> None:
+    # Events inform; one refused (e.g. the namespace is terminating) must not redo the reconcile.
+    for note in merge_notes(notes):
+        try:
+            kube.post_event(body, note.type, note.reason, note.message)
+        except Exception as exc:  # noqa: BLE001
+            log.info("event %s on %s not posted: %s", note.reason, body["metadata"]["name"], _cause(exc))
+
+
+# -- the autoscaler: its own writer, its own status fields ----------------------------------
 
 def _autoscaling_enabled(spec: kopf.Spec, **_: Any) -> bool:
     policy = spec.get("autoscaling")
@@ -135,7 +383,10 @@ def _autoscaling_enabled(spec: kopf.Spec, **_: Any) -> bool:
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=AUTOSCALE_TICK_SECONDS, when=_autoscaling_enabled)
 async def autoscale(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    result = await autoscale_once(memo.kube, memo.prometheus, dict(body), time.time())
+    runtime: Runtime = memo.runtime
+    key = (body["metadata"]["namespace"], body["metadata"]["name"])
+    pods = list(runtime.indices["owned_pods"].get(key, ())) if runtime.indices else None
+    result = await autoscale_once(memo.kube, memo.prometheus, dict(body), time.time(), pods)
     if result is None:
         return
     evaluation = result.evaluation if isinstance(result, Scaled) else result
@@ -145,71 +396,3 @@ async def autoscale(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         kopf.event(dict(body), type="Normal", reason=direction,
                    message=f"{result.scaled_from} -> {result.scaled_to} replicas: {evaluation.decision.message}"
                    + (f"; {result.victims.note}" if result.victims else ""))
-
-
-@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
-def on_delete(name: str, namespace: str, **_: Any) -> None:
-    # Owner references garbage-collect the children; nothing to do, and `optional`
-    # means no finalizer is added, so deletion can never get stuck on us.
-    metrics.forget(namespace, name)
-
-
-def _owner_of(labels: dict[str, str]) -> str | None:
-    return labels.get(DEPLOYMENT_LABEL)
-
-
-@kopf.on.event("apps", "v1", "deployments", labels=OWNED)
-@kopf.on.event("apps", "v1", "statefulsets", labels=OWNED)
-@kopf.on.event("apps", "v1", "daemonsets", labels=OWNED)
-@kopf.on.event("", "v1", "services", labels=OWNED)
-def on_child(event: dict[str, Any], body: kopf.Body, labels: dict[str, str], namespace: str,
-             memo: kopf.Memo, gpu_nodes: kopf.Index, **_: Any) -> None:
-    owner_name = _owner_of(labels)
-    # ADDED: we just created it (or the operator is starting, which resume handles);
-    # a Service only matters when it disappears.
-    if not owner_name or event.get("type") == "ADDED" or (body.get("kind") == "Service" and event.get("type") != "DELETED"):
-        return
-    owner = memo.kube.get_llmdeployment(owner_name, namespace)
-    if owner is None or owner["metadata"].get("deletionTimestamp"):
-        return
-    # The workload whose replicas mirror spec.replicas: the Deployment, or the groups' leader set.
-    mirrors_replicas = body.get("kind") == "Deployment" or body["metadata"]["name"] == f"{owner_name}-leader"
-    replicas_edited = mirrors_replicas and body.get("spec", {}).get("replicas") != owner["spec"].get("replicas")
-    if event.get("type") == "DELETED" or replicas_edited:
-        # Put the child back now rather than at the next drift check.
-        _reconcile(kopf.Body(owner), memo, "child-changed", gpu_nodes)
-    else:
-        _refresh(memo, owner_name, namespace, gpu_nodes)
-
-
-@kopf.on.event("", "v1", "pods", labels=OWNED)
-def on_pod(labels: dict[str, str], namespace: str, memo: kopf.Memo, gpu_nodes: kopf.Index, **_: Any) -> None:
-    owner = _owner_of(labels)
-    if owner:
-        _refresh(memo, owner, namespace, gpu_nodes)
-
-
-def on_routed_endpoints(labels: dict[str, str], namespace: str, memo: kopf.Memo, gpu_nodes: kopf.Index,
-                        **_: Any) -> None:
-    """Endpoints we point at the activator: if the endpoints controller overwrote them while
-    the Service still had its selector, the refresh writes them again (llmops.activator.routing)."""
-    owner = _owner_of(labels)
-    if owner:
-        _refresh(memo, owner, namespace, gpu_nodes)
-
-
-def enable_activator(service: str) -> None:
-    """`llmops run --activator NAMESPACE/NAME`: route waking deployments there, and watch
-    Endpoints (only then: a cluster's Endpoints change often, and Kopf filters labels client-side)."""
-    global ACTIVATOR
-    ACTIVATOR = service
-    kopf.on.event("", "v1", "endpoints", labels=OWNED, annotations={"llmops.io/route": "activator"})(
-        on_routed_endpoints)
-
-
-def _refresh(memo: kopf.Memo, name: str, namespace: str, nodes: kopf.Index) -> None:
-    _, notes = refresh_status(memo.kube, name, namespace, memo.capabilities, _nodes(nodes))
-    if notes:
-        owner = memo.kube.get_llmdeployment(name, namespace)
-        if owner:
-            _post(owner, notes)

@@ -41,6 +41,7 @@ class Restart:
     group: int
     pods: tuple[str, ...]
     reason: str
+    uids: tuple[str, ...] = ()  # of `pods`, in order: deletes carry them as preconditions
 
 
 def _condition(pod: dict[str, Any], ctype: str) -> Optional[str]:
@@ -88,7 +89,8 @@ def plan_group_actions(pods: list[dict[str, Any]], leader_set: str, group_size: 
         gate = _condition(leader, GROUP_READY_GATE)
         if formed and formed != current:
             actions.append(Restart(index, tuple(p["metadata"]["name"] for p in group.members),
-                                   "a member was replaced or restarted since the group formed"))
+                                   "a member was replaced or restarted since the group formed",
+                                   tuple(p["metadata"]["uid"] for p in group.members)))
             continue
         ready_workers = [w for w in group.workers if _alive(w) and _condition(w, "Ready") == "True"]
         complete = _condition(leader, "ContainersReady") == "True" and len(ready_workers) == group_size - 1

@@ -6,6 +6,7 @@ replicas, discover what the cluster supports. Decisions live elsewhere.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import threading
 from dataclasses import dataclass
@@ -20,16 +21,22 @@ from llmops.render.context import ClusterCapabilities
 from llmops.render.meta import FIELD_MANAGER
 
 
-def load_api_client(kubeconfig: Optional[str] = None) -> client.ApiClient:
-    """In-cluster credentials when running as a pod, else the kubeconfig."""
+def load_api_client(kubeconfig: Optional[str] = None, pool_size: Optional[int] = None) -> client.ApiClient:
+    """In-cluster credentials when running as a pod, else the kubeconfig. `pool_size`: HTTP
+    connections kept open (the client's default is 5 per CPU; one per worker thread is needed)."""
     if kubeconfig is None:
         try:
             config.load_incluster_config()
-            return client.ApiClient()
+            cfg = client.Configuration.get_default_copy()
+            if pool_size:
+                cfg.connection_pool_maxsize = pool_size
+            return client.ApiClient(cfg)
         except config.ConfigException:
             pass
     cfg = client.Configuration()
     config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+    if pool_size:
+        cfg.connection_pool_maxsize = pool_size
     return client.ApiClient(cfg)
 
 
@@ -85,10 +92,22 @@ class Kube:
     def get_llmdeployment(self, name: str, namespace: str) -> Optional[dict[str, Any]]:
         return self.get(API_VERSION, KIND, name, namespace)
 
-    def patch_llmdeployment_status(self, name: str, namespace: str, status: dict[str, Any]) -> None:
-        client.CustomObjectsApi(self.api).patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, name, {"status": status}
-        )
+    def apply_llmdeployment_status(self, name: str, namespace: str, status: dict[str, Any], manager: str) -> None:
+        """Server-side apply on /status as `manager`: the API server merges each writer's
+        fields (conditions keyed by type) and drops only fields this manager stopped sending,
+        so concurrent writers cannot replace or roll back each other's fields.
+        Forced: our writers own disjoint fields; force only takes over fields an older
+        operator wrote with merge patches."""
+        body = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name, "namespace": namespace},
+                "status": status}
+        try:
+            client.CustomObjectsApi(self.api).patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, body,
+                field_manager=manager, force=True, _content_type="application/apply-patch+yaml",
+            )
+        except client.ApiException as exc:
+            if exc.status != 404:  # deleted meanwhile: nothing left to report on
+                raise
 
     def list_llmdeployments(self) -> list[dict[str, Any]]:
         """Every LLMDeployment the caller may list (all namespaces): the activator's registry."""
@@ -131,12 +150,69 @@ class Kube:
                 raise
             return False
 
-    def delete_pod(self, namespace: str, name: str) -> None:
+    def delete_pod(self, namespace: str, name: str, uid: str) -> bool:
+        """Delete exactly the pod that was observed: the UID precondition makes the API server
+        refuse (409) when a replacement of the same name exists. False when it was gone."""
+        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))
         try:
-            client.CoreV1Api(self.api).delete_namespaced_pod(name, namespace, _preload_content=False)
+            client.CoreV1Api(self.api).delete_namespaced_pod(name, namespace, body=options, _preload_content=False)
+            return True
         except client.ApiException as exc:
-            if exc.status != 404:
-                raise
+            if exc.status in (404, 409):
+                return False
+            raise
+
+    def post_event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """A Kubernetes Event on `involved` (an LLMDeployment), from the operator's component."""
+        meta = involved["metadata"]
+        now = datetime.datetime.now(datetime.timezone.utc)
+        client.CoreV1Api(self.api).create_namespaced_event(meta["namespace"], client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name=f"{meta['name']}.", namespace=meta["namespace"]),
+            involved_object=client.V1ObjectReference(
+                api_version=involved.get("apiVersion"), kind=involved.get("kind"), name=meta["name"],
+                namespace=meta["namespace"], uid=meta.get("uid"), resource_version=meta.get("resourceVersion")),
+            type=type_, reason=reason, message=message[:1024],
+            source=client.V1EventSource(component=FIELD_MANAGER),
+            first_timestamp=now, last_timestamp=now, count=1,
+        ))
+
+    # -- leader election (leader.py) -----------------------------------------------------------
+
+    def read_lease(self, namespace: str, name: str):
+        from llmops.leader import LeaseRecord
+        try:
+            lease = client.CoordinationV1Api(self.api).read_namespaced_lease(name, namespace)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        spec = lease.spec
+        return LeaseRecord(holder=spec.holder_identity or None,
+                           renew_time=spec.renew_time.isoformat() if spec.renew_time else None,
+                           duration=float(spec.lease_duration_seconds or 0),
+                           transitions=spec.lease_transitions or 0,
+                           resource_version=lease.metadata.resource_version)
+
+    def write_lease(self, namespace: str, name: str, holder: str, duration: float, transitions: int,
+                    resource_version: Optional[str]) -> bool:
+        """Create the Lease (no resource_version) or replace it only if unchanged since read
+        (optimistic concurrency: two candidates racing, one wins). False when we lost the race."""
+        now = datetime.datetime.now(datetime.timezone.utc)
+        body = client.V1Lease(
+            metadata=client.V1ObjectMeta(name=name, namespace=namespace, resource_version=resource_version),
+            spec=client.V1LeaseSpec(holder_identity=holder or None, lease_duration_seconds=int(duration),
+                                    lease_transitions=transitions, renew_time=now if holder else None))
+        api = client.CoordinationV1Api(self.api)
+        try:
+            if resource_version is None:
+                api.create_namespaced_lease(namespace, body)
+            else:
+                api.replace_namespaced_lease(name, namespace, body)
+            return True
+        except client.ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
 
     def list_nodes(self) -> list[dict[str, Any]]:
         return [self.api.sanitize_for_serialization(n) for n in client.CoreV1Api(self.api).list_node().items]

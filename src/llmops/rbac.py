@@ -36,7 +36,8 @@ NAMESPACED = (
          "also checks create when it creates the object) and deletes what the spec no longer needs "
          "(single-node <-> multi-node, fewer groups, pre-staging turned off)"),
     Rule("", ("services",), ("get", "list", "watch", "create", "patch", "delete"), "children, as above"),
-    Rule("policy", ("poddisruptionbudgets",), ("get", "create", "patch"), "kube.py gets and applies the PDB"),
+    Rule("policy", ("poddisruptionbudgets",), ("get", "list", "watch", "create", "patch"),
+         "kube.py gets and applies the PDB; Kopf watches PDBs like every child (the operator's caches are Kopf indices)"),
     Rule("", ("pods",), ("list", "watch", "patch", "delete"),
          "Kopf watches pods; kube.py lists them, patches the pod-deletion-cost before a scale-down and a "
          "group's member fingerprint, and deletes the pods of a broken group (restart)"),
@@ -52,7 +53,8 @@ NAMESPACED = (
 
 # Cluster-scoped, always in the ClusterRole.
 CLUSTER = (
-    Rule("apiextensions.k8s.io", ("customresourcedefinitions",), ("list", "watch"), "Kopf's resource scanning"),
+    Rule("apiextensions.k8s.io", ("customresourcedefinitions",), ("list", "watch"), "Kopf's resource scanning; "
+         "they also tell the operator when LeaderWorkerSet or PodMonitor appear or go while it runs"),
     Rule("", ("nodes",), ("list", "watch"), "the planner's GPU inventory (a Kopf index)"),
     Rule("", ("namespaces",), ("list", "watch"), "Kopf, when it watches named namespaces only",
          only_if="namedNamespaces"),

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from llmops.api.v1alpha1 import VLLM_PORT, LLMDeployment
+from llmops.api.v1alpha1 import VLLM_PORT, Condition, LLMDeployment, LLMDeploymentStatus
+from llmops.backend import GROUP_BACKEND, BackendChoice
+from llmops.conditions import merge_condition
 from llmops.render.context import ResolvedSharding
 from llmops.render.meta import selector_string, service_endpoint
 
@@ -158,54 +160,65 @@ def _staging_condition(observed: Observed) -> _Cond:
     return _Cond("False", "Staging", text + " (serving pods on the others wait for their copy)")
 
 
-def _merge_condition(previous: dict[str, Any] | None, ctype: str, cond: _Cond, now: str, generation: int) -> dict[str, Any]:
-    unchanged = previous is not None and previous.get("status") == cond.status
-    return {
-        "type": ctype,
-        "status": cond.status,
-        "reason": cond.reason,
-        # Kubernetes 1.20 reads an empty string here as null and refuses the patch.
-        **({"message": cond.message} if cond.message else {}),
-        "lastTransitionTime": previous.get("lastTransitionTime", now) if unchanged and previous else now,
-        "observedGeneration": generation,
-    }
+# The fields the reconciler writes (server-side apply, field manager RECONCILER_MANAGER).
+# Everything else in status belongs to another writer: `autoscaling` and the
+# `Autoscaling` condition to the autoscaler. The reconciler never sends those, so it can
+# neither replace nor roll them back.
+RECONCILER_MANAGER = "llmops-reconciler"
+OWNED_CONDITIONS = (READY, PROGRESSING, DEGRADED, MODEL_STAGED, GROUP_BACKEND)
 
 
-def compute_status(
+def build_status(
     d: LLMDeployment,
     observed: Observed,
     sharding: ResolvedSharding,
     previous: dict[str, Any] | None,
     now: str,
-) -> dict[str, Any]:
-    """The full status object to write. `now` is an RFC 3339 timestamp supplied by the caller."""
-    previous = previous or {}
+    backend: Optional[BackendChoice] = None,
+) -> LLMDeploymentStatus:
+    """The reconciler's share of status. `now` is an RFC 3339 timestamp supplied by the caller;
+    `previous` is only read for the transition times of the reconciler's own conditions."""
     generation = d.metadata.generation or 0
     phase, conditions, counts = _conditions(d, observed)
-    owned = {READY, PROGRESSING, DEGRADED, MODEL_STAGED}
     if d.spec.model.prestage.enabled and not observed.error:
         conditions[MODEL_STAGED] = _staging_condition(observed)
-    old = {c.get("type"): c for c in previous.get("conditions", []) or []}
-    status: dict[str, Any] = {
-        "observedGeneration": generation,
-        "phase": phase,
-        "conditions": [_merge_condition(old.get(t), t, c, now, generation) for t, c in conditions.items()]
-        # Conditions other writers own (the autoscaler's) are carried over untouched.
-        + [c for t, c in old.items() if t not in owned],
-        "replicas": counts["replicas"],
-        "readyReplicas": counts["ready"],
-        "updatedReplicas": counts["updated"],
-        "selector": selector_string(d),
-        "endpoint": service_endpoint(d, VLLM_PORT),
-        "tensorParallelSize": sharding.tensor_parallel_size,
-        "pipelineParallelSize": sharding.pipeline_parallel_size,
-        "nodesPerReplica": sharding.nodes_per_replica,
-        "shardingSource": sharding.source,
-    }
-    if "autoscaling" in previous:  # owned by the autoscaler; keep it
-        status["autoscaling"] = previous["autoscaling"]
-    return status
+    if backend is not None:  # multi-node only
+        conditions[GROUP_BACKEND] = _Cond("True", backend.reason, backend.message)
+    earlier = (previous or {}).get("conditions") or []
+    return LLMDeploymentStatus(
+        observed_generation=generation,
+        phase=phase,
+        conditions=[merge_condition(earlier, Condition(type=t, status=c.status, reason=c.reason, message=c.message,
+                                                       observed_generation=generation), now)
+                    for t, c in conditions.items()],
+        replicas=counts["replicas"],
+        ready_replicas=counts["ready"],
+        updated_replicas=counts["updated"],
+        selector=selector_string(d),
+        endpoint=service_endpoint(d, VLLM_PORT),
+        tensor_parallel_size=sharding.tensor_parallel_size,
+        pipeline_parallel_size=sharding.pipeline_parallel_size,
+        nodes_per_replica=sharding.nodes_per_replica,
+        sharding_source=sharding.source,
+        group_backend=backend.backend if backend is not None else None,
+    )
+
+
+def compute_status(d: LLMDeployment, observed: Observed, sharding: ResolvedSharding,
+                   previous: dict[str, Any] | None, now: str, backend: Optional[BackendChoice] = None) -> dict[str, Any]:
+    """build_status as the JSON the reconciler applies."""
+    return build_status(d, observed, sharding, previous, now, backend).to_patch()
 
 
 def status_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
-    return any((old or {}).get(k) != v for k, v in new.items())
+    """Does `new` (one writer's share) differ from what `old` (the whole status) holds?
+    Conditions compare by type, so another writer's conditions are not a difference."""
+    old = old or {}
+    for key, value in new.items():
+        if key == "conditions":
+            held = {c.get("type"): c for c in old.get("conditions") or []}
+            if any(held.get(c["type"]) != c for c in value):
+                return True
+        elif old.get(key) != value:
+            return True
+    return False

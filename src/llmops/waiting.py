@@ -18,7 +18,8 @@ def wait_for(
 
     Raises TimeoutError(message + last value/exception) once `timeout` seconds pass.
     Exceptions raised by the predicate count as "not yet" (the last one is reported),
-    because the thing awaited is often a server that is still starting.
+    because the thing awaited is often a server that is still starting. An AssertionError
+    is the exception: it is a test saying "this must never happen", so it fails at once.
     """
     deadline = time.monotonic() + timeout
     last_error: BaseException | None = None
@@ -30,6 +31,8 @@ def wait_for(
                 return value
             last_value = value
             last_error = None
+        except AssertionError:
+            raise
         except Exception as exc:  # noqa: BLE001 - reported in the timeout message
             last_error = exc
         if time.monotonic() >= deadline:

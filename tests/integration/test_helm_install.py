@@ -172,7 +172,7 @@ def test_webhook_admits_a_valid_one_and_the_operator_reconciles_it_with_the_char
     assert any(e.reason == "Created" and e.involved_object.kind == "LLMDeployment" for e in events), \
         "the operator posted no Event (events create)"
     log = release.operator_log()
-    assert "Handler 'on_spec" in log and "succeeded" in log, log[-3000:]
+    assert "Handler 'on_llmdeployment" in log and "succeeded" in log, log[-3000:]
     # With --verbose, urllib3 logs every API call: the pod itself applied the children.
     for path in (f"/apis/apps/v1/namespaces/{release.workloads}/deployments/chat",
                  f"/api/v1/namespaces/{release.workloads}/services/chat",

@@ -368,3 +368,21 @@ def test_user_strings_that_look_like_numbers_stay_strings():
     assert all(r["labels"]["team"] == tricky for r in rules)
     assert all(m["metadata"]["labels"]["g"] == tricky and m["metadata"]["annotations"]["f"] == "0"
                for m in by_kind(docs, "ConfigMap"))
+
+
+def test_high_availability_runs_two_replicas_that_elect_a_leader():
+    docs = render({"operator": {"leaderElection": {"enabled": True, "replicas": 2}}})
+    deployment = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("llmops"))
+    assert deployment["spec"]["replicas"] == 2 and "strategy" not in deployment["spec"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert "--leader-elect" in container["args"]
+    env = {e["name"]: e.get("valueFrom") for e in container["env"]}
+    assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}} and "POD_NAMESPACE" in env
+    role = next(r for r in by_kind(docs, "Role") if r["metadata"]["name"].endswith("leader-election"))
+    assert role["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                              "verbs": ["get", "create", "update"]}]
+    binding = next(b for b in by_kind(docs, "RoleBinding") if b["metadata"]["name"].endswith("leader-election"))
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    default = one(render(), "Deployment")
+    assert default["spec"]["replicas"] == 1 and not any(a == "--leader-elect" for a in
+                                                         default["spec"]["template"]["spec"]["containers"][0]["args"])

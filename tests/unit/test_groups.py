@@ -53,6 +53,8 @@ def test_replaced_member_restarts_the_whole_group():
     [action] = plan_group_actions([leader, replacement], LEADERS, group_size=2)
     assert isinstance(action, Restart) and action.group == 0
     assert set(action.pods) == {"m-leader-0", "m-workers-0-0"}
+    # The deletes carry UID preconditions: exactly the pods observed, never a newer namesake.
+    assert dict(zip(action.pods, action.uids)) == {"m-leader-0": "l0", "m-workers-0-0": "w0-new"}
 
 
 def test_restarted_container_restarts_the_group_but_a_readiness_flap_does_not():

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from llmops.render import ResolvedSharding
-from llmops.status import Observed, compute_status
+from llmops.api.v1alpha1 import LLMDeploymentStatus
+from llmops.status import Observed, compute_status, status_changed
 from llmops.validation import validate_manifest
 
 NOW, LATER = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
@@ -107,17 +108,30 @@ def test_transition_time_moves_only_when_status_changes():
     assert progressing[1]["lastTransitionTime"] == NOW  # stayed True
 
 
-def test_autoscaler_status_is_preserved():
-    previous = {"autoscaling": {"desiredReplicas": 3}}
+def test_the_autoscalers_fields_are_never_written_back():
+    # A stale copy of the autoscaler's state must not be re-sent: that rolled back its windows.
+    previous = {"autoscaling": {"desiredReplicas": 3},
+                "conditions": [{"type": "Autoscaling", "status": "False", "reason": "MetricsStale"}]}
     s = status_of(make(), Observed(workload=workload(ready=2)), previous=previous)
-    assert s["autoscaling"] == {"desiredReplicas": 3}
+    assert "autoscaling" not in s
+    assert [c["type"] for c in s["conditions"]] == ["Ready", "Progressing", "Degraded"]
 
 
-def test_conditions_owned_by_the_autoscaler_are_kept():
-    autoscaling = {"type": "Autoscaling", "status": "False", "reason": "MetricsStale", "message": "stale"}
-    s = status_of(make(), Observed(workload=workload(ready=2)), previous={"conditions": [autoscaling]})
-    assert autoscaling in s["conditions"]
-    assert [c["type"] for c in s["conditions"]] == ["Ready", "Progressing", "Degraded", "Autoscaling"]
+def test_another_writers_condition_is_not_a_change():
+    first = status_of(make(), Observed(workload=workload(ready=2)))
+    held = {**first, "conditions": first["conditions"] + [{"type": "Autoscaling", "status": "True", "reason": "x"}],
+            "autoscaling": {"desiredReplicas": 2}}
+    assert not status_changed(held, first)
+    moved = {**first, "conditions": [{**c, "reason": "Other"} if c["type"] == "Ready" else c for c in first["conditions"]]}
+    assert status_changed(moved, first)
+
+
+def test_an_empty_message_is_left_out():
+    # A 1.20 API server reads message "" as null and refuses the whole status write.
+    from llmops.api.v1alpha1 import Condition
+    from llmops.conditions import merge_condition
+    merged = merge_condition([], Condition(type="Ready", status="True", reason="AllReplicasReady", message=""), NOW)
+    assert "message" not in LLMDeploymentStatus(conditions=[merged]).to_patch()["conditions"][0]
 
 
 # -- model pre-staging -------------------------------------------------------------------

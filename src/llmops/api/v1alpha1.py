@@ -398,7 +398,7 @@ class Condition(ApiModel):
     type: str
     status: str = Field(description="True, False or Unknown.")
     reason: str = ""
-    message: str = ""
+    message: Optional[str] = None  # left out when empty: a 1.20 API server refuses ""
     last_transition_time: Optional[str] = None
     observed_generation: Optional[int] = None
 
@@ -409,7 +409,12 @@ class LLMDeploymentStatus(ApiModel):
 
     observed_generation: Optional[int] = None
     phase: Optional[str] = Field(default=None, description="Pending, Progressing, Ready, Degraded or Failed.")
-    conditions: list[Condition] = Field(default_factory=list)
+    # Keyed by type, so each status writer (server-side apply, its own field manager) owns
+    # its own conditions and one writer's list never replaces another's.
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
     replicas: Optional[int] = Field(default=None, description="Replicas that exist (for /scale).")
     ready_replicas: Optional[int] = None
     updated_replicas: Optional[int] = None
@@ -421,7 +426,14 @@ class LLMDeploymentStatus(ApiModel):
     sharding_source: Optional[str] = Field(
         default=None, description="'spec' when the sizes came from the spec, 'planner' when llmops chose them."
     )
+    group_backend: Optional[str] = Field(
+        default=None, description="What runs multi-node groups (StatefulSet or LeaderWorkerSet); kept until asked to switch."
+    )
     autoscaling: Optional[dict[str, Any]] = Field(default=None, description="The autoscaler's last decisions.")
+
+    def to_patch(self) -> dict[str, Any]:
+        """The JSON a status write sends: camelCase, unset fields left out."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
 class ObjectMeta(BaseModel):

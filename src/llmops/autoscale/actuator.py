@@ -16,19 +16,27 @@ from llmops.autoscale.pods import pod_facts
 from llmops.autoscale.prometheus import PrometheusClient
 from llmops.autoscale.queries import in_flight_by_pod_query
 from llmops.autoscale.victims import DELETION_COST_ANNOTATION, Victims, plan_scale_down
-from llmops.api.v1alpha1 import LLMDeploymentSpec
+from llmops.api.v1alpha1 import Condition, LLMDeploymentSpec, LLMDeploymentStatus
+from llmops.conditions import merge_condition
 from llmops.kube import Kube
 from llmops.planner.memory import engine_max_num_seqs
 from llmops.render.meta import DEPLOYMENT_LABEL
 from llmops.timestamps import rfc3339 as _rfc3339
 
 
-def upsert_condition(conditions: list[dict[str, Any]], new: dict[str, Any], now: str) -> list[dict[str, Any]]:
-    """Replace the condition of new['type'], keeping its transition time if status is unchanged."""
-    old = next((c for c in conditions if c.get("type") == new["type"]), None)
-    since = old.get("lastTransitionTime") if old and old.get("status") == new["status"] else now
-    merged = {**{k: v for k, v in new.items() if v != ""}, "lastTransitionTime": since or now}
-    return [c for c in conditions if c.get("type") != new["type"]] + [merged]
+# The autoscaler's share of status: `autoscaling` and the `Autoscaling` condition, written by
+# server-side apply under its own field manager (the reconciler owns the rest).
+AUTOSCALER_MANAGER = "llmops-autoscaler"
+
+
+def autoscaler_status(previous: dict[str, Any], condition: dict[str, Any], now: str,
+                      autoscaling: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """What the autoscaler applies: its condition (transition time kept while the status holds)
+    and, when it decided, its state. Without `autoscaling` the state already held is re-sent
+    unchanged, because a server-side apply that leaves a field out gives it up."""
+    merged = merge_condition(previous.get("conditions"), Condition.model_validate(condition), now)
+    state = autoscaling if autoscaling is not None else previous.get("autoscaling")
+    return LLMDeploymentStatus(conditions=[merged], autoscaling=state).to_patch()
 
 
 @dataclass(frozen=True)
@@ -51,8 +59,10 @@ async def autoscale_once(
     prometheus: Optional[PrometheusClient],
     body: dict[str, Any],
     now: float,
+    pods: Optional[list[dict[str, Any]]] = None,
 ) -> Optional[Evaluation | Scaled]:
-    """Evaluate one LLMDeployment if a decision is due; scale and record. None = not due."""
+    """Evaluate one LLMDeployment if a decision is due; scale and record. None = not due.
+    `pods`: the deployment's pods from the operator's cache (else they are listed)."""
     meta, spec, status = body["metadata"], body["spec"], body.get("status") or {}
     policy = AutoscalingSpec.model_validate(spec["autoscaling"])
     previous = status.get("autoscaling")
@@ -63,13 +73,12 @@ async def autoscale_once(
     if prometheus is None:
         condition = {"type": "Autoscaling", "status": "False", "reason": "PrometheusNotConfigured",
                      "message": "the operator has no Prometheus URL (--prometheus-url); replicas are held"}
-        await asyncio.to_thread(
-            kube.patch_llmdeployment_status, name, namespace,
-            {"conditions": upsert_condition(status.get("conditions") or [], condition, _rfc3339(now))},
-        )
+        await asyncio.to_thread(kube.apply_llmdeployment_status, name, namespace,
+                                autoscaler_status(status, condition, _rfc3339(now)), AUTOSCALER_MANAGER)
         return None
 
-    pods = await asyncio.to_thread(kube.list_pods, namespace, f"{DEPLOYMENT_LABEL}={name}")
+    if pods is None:  # no watch-fed cache given: ask the API server
+        pods = await asyncio.to_thread(kube.list_pods, namespace, f"{DEPLOYMENT_LABEL}={name}")
     evaluation = await evaluate_once(
         prometheus,
         namespace=namespace,
@@ -87,10 +96,9 @@ async def autoscale_once(
                                       evaluation.desired_replicas)
     if evaluation.desired_replicas != current:
         await asyncio.to_thread(kube.scale_llmdeployment, name, namespace, evaluation.desired_replicas)
-    conditions = upsert_condition(status.get("conditions") or [], evaluation.condition, _rfc3339(now))
     await asyncio.to_thread(
-        kube.patch_llmdeployment_status, name, namespace,
-        {"autoscaling": evaluation.status, "conditions": conditions},
+        kube.apply_llmdeployment_status, name, namespace,
+        autoscaler_status(status, evaluation.condition, _rfc3339(now), evaluation.status), AUTOSCALER_MANAGER,
     )
     if evaluation.desired_replicas != current:
         return Scaled(evaluation, current, evaluation.desired_replicas, victims)

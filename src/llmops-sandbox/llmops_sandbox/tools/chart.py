@@ -20,6 +20,7 @@ VALUE_COMBINATIONS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "namespaced": {"operator": {"watchNamespaces": ["team-a", "team-b"]}},
     "no-webhook": {"webhook": {"enabled": False}},
+    "high-availability": {"operator": {"leaderElection": {"enabled": True, "replicas": 2}}},
     "cert-manager": {"webhook": {"certificates": {"mode": "certManager"}}},
     "cert-manager-issuer": {"webhook": {"certificates": {
         "mode": "certManager", "certManager": {"issuerRef": {"kind": "ClusterIssuer", "name": "corp-ca"}}}}},
