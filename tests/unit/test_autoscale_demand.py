@@ -160,6 +160,17 @@ def test_unschedulable_pods_cap_the_recommendation_with_the_schedulers_reason():
     assert decision.to_dict()["capacity"]["cap"] == 4
 
 
+def test_the_capacity_cap_never_goes_below_min_replicas():
+    autoscaling = AutoscalingSpec.model_validate({"minReplicas": 3, "maxReplicas": 10,
+                                                  "behavior": {"scaleUpStabilizationSeconds": 0}})
+    sample = MetricSample(autoscaling.metrics[0], "q", SampleStatus.ok, value=40.0, age_seconds=1.0)
+    inputs = PolicyInput(spec=autoscaling, now=T0, current_replicas=3, ready_replicas=1, starting_replicas=2,
+                         samples=(sample,), capacity=Capacity(unschedulable=2, message="Insufficient nvidia.com/gpu"))
+    decision, _ = decide(inputs, AutoscalerState())
+    assert decision.desired_replicas == 3 and decision.reason is Reason.capacity_capped
+    assert decision.capacity["cap"] == 3 and "minReplicas 3" in decision.message
+
+
 def test_scale_down_works_while_pods_are_pending():
     decision, _ = run(spec(), signals(rate=2.0), current=5, ready=3, starting=2,
                       capacity=Capacity(unschedulable=2, message="Insufficient nvidia.com/gpu"))

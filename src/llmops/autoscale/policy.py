@@ -523,12 +523,13 @@ def _decide_demand(
 def _cap_to_capacity(decision: Decision, inp: PolicyInput) -> Decision:
     """Pods the scheduler cannot place are not capacity, and asking for more of them only
     queues more: cap at the pods that did get a node plus one probe replica, which finds
-    out when capacity appears (a new node, a cluster autoscaler)."""
+    out when capacity appears (a new node, a cluster autoscaler). Never below minReplicas:
+    that floor is the user's, and a missing node must not lower it."""
     unschedulable = inp.capacity.unschedulable
     if unschedulable <= 0:
         return decision
     scheduled = max(0, inp.ready_replicas + inp.starting_replicas - unschedulable)
-    cap = scheduled + 1
+    cap = max(scheduled + 1, inp.spec.min_replicas)
     if decision.desired_replicas <= cap:
         return decision
     why = inp.capacity.message or "pods are Unschedulable"
@@ -537,7 +538,8 @@ def _cap_to_capacity(decision: Decision, inp: PolicyInput) -> Decision:
         desired_replicas=cap,
         reason=Reason.capacity_capped,
         message=(
-            f"wanted {decision.desired_replicas}, capped at {cap} ({scheduled} scheduled + 1 probe): "
+            f"wanted {decision.desired_replicas}, capped at {cap} "
+            f"({scheduled} scheduled + 1 probe, at least minReplicas {inp.spec.min_replicas}): "
             f"{unschedulable} unschedulable: {why}"
         )[:1024],
         capacity={"unschedulable": unschedulable, "scheduled": scheduled, "cap": cap,
