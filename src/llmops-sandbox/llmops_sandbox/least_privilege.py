@@ -50,8 +50,10 @@ def operator_kubeconfig(api: client.ApiClient, admin_kubeconfig: str, dest: Path
     except ApiException as exc:
         if exc.status != 409:
             raise
-    # With the activator's rules too: e2e/test_activator.py restarts this operator with --activator.
-    role = rbac.clusterwide_role(NAME, activator=True)
+    # With the optional rules too, as a chart installed with them grants: e2e/test_activator.py
+    # restarts this operator with --activator, and tests/integration/test_capability_change.py
+    # installs LeaderWorkerSet while it runs (rbac.leaderWorkerSet: true).
+    role = rbac.clusterwide_role(NAME, leader_worker_set=True, activator=True)
     _create_or_replace(rbac_api.create_cluster_role, rbac_api.replace_cluster_role, NAME, role)
     binding = {"metadata": {"name": NAME},
                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": NAME},
