@@ -79,15 +79,20 @@ def gpu_uuids(node: str, count: int) -> list[str]:
     return ids
 
 
-def allocate_envs(device_ids: list[str]) -> dict[str, str]:
-    return {"NVIDIA_VISIBLE_DEVICES": ",".join(device_ids)}
+def allocate_envs(device_ids: list[str], product: str = "") -> dict[str, str]:
+    """What NVIDIA's plugin hands the container runtime, plus what the simulator reads
+    in place of querying the devices (nvidia-smi): their product and count."""
+    envs = {"NVIDIA_VISIBLE_DEVICES": ",".join(device_ids), "LLMOPS_SIM_GPU_COUNT": str(len(device_ids))}
+    if product:
+        envs["LLMOPS_SIM_GPU"] = product
+    return envs
 
 
 class NodePlugin:
     """The plugin of one node: a gRPC server on its socket plus the registration loop."""
 
-    def __init__(self, node: str, count: int, plugin_dir: Path, api):
-        self.node, self.plugin_dir = node, plugin_dir
+    def __init__(self, node: str, count: int, plugin_dir: Path, api, product: str = ""):
+        self.node, self.plugin_dir, self.product = node, plugin_dir, product
         self.pb, self.pb_grpc = api
         self.devices = gpu_uuids(node, count)
         self.server = None
@@ -115,7 +120,7 @@ class NodePlugin:
                 for creq in request.container_requests:
                     ids = list(creq.devicesIDs)
                     log.info("node %s: allocate %s", plugin.node, ",".join(ids))
-                    responses.append(pb.ContainerAllocateResponse(envs=allocate_envs(ids)))
+                    responses.append(pb.ContainerAllocateResponse(envs=allocate_envs(ids, plugin.product)))
                 return pb.AllocateResponse(container_responses=responses)
 
             def PreStartContainer(self, request, context):

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import waiting
-from . import binaries, cgroups, netplan, network, nodeimages, processes, realnodes
+from . import binaries, cgroups, clusterdns, netplan, network, nodeimages, processes, realnodes
 from .certs import create_pki
 from .controlplane import (
     SERVICE_CIDR, ControlPlaneFiles, Ports, apiserver_argv, controller_manager_argv, etcd_argv, kubeconfig_yaml,
@@ -54,7 +54,7 @@ def default_nodes_mode() -> str:
 
 # Stopped in this order: the agent first (it stops pods), etcd last. Real nodes (node-<name>)
 # stop before all of these.
-DAEMONS = ("agent", "nodeservices", "prometheus", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
+DAEMONS = ("agent", "nodeservices", "dnsmasq", "prometheus", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
 NODE_READY_TIMEOUT = 60.0
 
 
@@ -310,11 +310,32 @@ def _start_real_nodes(state: StateDir, info: SandboxInfo, plan, nodes, bins, tok
     step(f"started {len(nodes)} real nodes (containerd, kubelet, kube-proxy); importing images")
     import kubernetes
     try:
-        realnodes.import_images(state, nodes, images, step)
         core = kubernetes.client.CoreV1Api(kubernetes.config.new_client_from_config(config_file=info.kubeconfig))
+        _start_cluster_dns(state, core, plan, step)
+        realnodes.import_images(state, nodes, images, step)
         realnodes.label_and_wait(state, core, nodes, realnodes.REGISTER_TIMEOUT, step)
     except realnodes.RealNodeError as exc:
         raise SandboxError(str(exc)) from exc
+
+
+def _start_cluster_dns(state: StateDir, core, plan, step: Progress) -> None:
+    from .nodeservices import dns_hosts_dir
+    hosts = dns_hosts_dir(state)
+    clusterdns.write_hosts(hosts, "")
+    _start(state, "dnsmasq", clusterdns.dnsmasq_argv(plan.gateway, hosts))
+    from kubernetes.client.rest import ApiException
+
+    def create() -> bool:
+        try:   # kube-system appears a moment after the API server is ready
+            core.create_namespaced_service("kube-system", clusterdns.dns_service(plan.dns_ip))
+            core.create_namespaced_endpoints("kube-system", clusterdns.dns_endpoints(plan.gateway))
+            return True
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+    waiting.wait_for(create, 30, "namespace kube-system did not appear; cannot create the kube-dns Service")
+    step(f"cluster DNS: dnsmasq on {plan.gateway}:53 behind Service kube-system/kube-dns ({plan.dns_ip})")
 
 
 def _nodes_ready(info: SandboxInfo, names: list[str], gpu_nodes: list[str] | None = None) -> bool:

@@ -83,12 +83,14 @@ def _cached(name: str, key: str, build: Callable[[Path], None], progress: Progre
 def pause_image(progress: Progress = print) -> BuiltImage:
     if not BUSYBOX.exists():
         raise ImageError(f"{BUSYBOX} not found; fix: apt-get install busybox-static")
-    key = content_key("pause", file_digest(BUSYBOX))
+    key = content_key("pause-2", file_digest(BUSYBOX))
 
     def build(archive: Path) -> None:
-        layer = oci.build_layer_file(oci.Layer().copy("pause", BUSYBOX, 0o755), archive.with_suffix(".layer"))
-        # busybox runs the applet named by argv[0]; `sleep` keeps the pod sandbox alive.
-        oci.write_image_archive([layer], [oci.Tag(PAUSE_IMAGE, entrypoint=("/pause", "sleep", "2147483647"))], archive)
+        layer = oci.build_layer_file(oci.Layer().copy("busybox", BUSYBOX, 0o755), archive.with_suffix(".layer"))
+        # Called as `busybox`, busybox runs the applet named by argv[1]: a sleep holds the
+        # pod sandbox's namespaces (what the real pause does, minus zombie reaping).
+        oci.write_image_archive([layer], [oci.Tag(PAUSE_IMAGE, entrypoint=("/busybox", "sleep", "2147483647"))],
+                                archive)
         layer.unlink()
     return BuiltImage(_cached("pause", key, build, progress), (PAUSE_IMAGE,))
 

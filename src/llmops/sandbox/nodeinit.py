@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         if comp.proc and comp.proc.poll() is None:
             comp.proc.terminate()
             try:
-                comp.proc.wait(timeout=10)
+                comp.proc.wait(timeout=3)
             except subprocess.TimeoutExpired:
                 comp.proc.kill()
     for pid in descendants(os.getpid()):

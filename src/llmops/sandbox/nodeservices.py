@@ -4,7 +4,8 @@ add-ons, not from the kubelet.
 - GPU device plugins, one per GPU node (deviceplugin.py, the kubelet's gRPC API);
 - Prometheus service discovery: Debian's prometheus is built without Kubernetes SD, so the
   scrape targets of annotated pods go to a file_sd file (as the agent did);
-- Prometheus for pods: it listens on loopback; pods reach it at the bridge gateway.
+- Prometheus for pods: it listens on loopback; pods reach it at the bridge gateway;
+- cluster DNS records for dnsmasq (clusterdns.py), from Services, Endpoints and Pods.
 
 Run as `python -m llmops.sandbox.nodeservices --dir STATE_DIR`."""
 
@@ -17,6 +18,7 @@ import sys
 import threading
 from pathlib import Path
 
+from . import clusterdns
 from .deviceplugin import NodePlugin, load_api, run_plugins
 from .forward import start_forwarder
 from .kubeapi import Kube, api_client
@@ -29,18 +31,29 @@ log = logging.getLogger("llmops.sandbox.nodeservices")
 SD_PERIOD = 1.0
 
 
-def discovery_loop(kube: Kube, targets_file: Path, stopping: threading.Event) -> None:
-    last = None
+def discovery_loop(kube: Kube, targets_file: Path, hosts_dir: Path, stopping: threading.Event) -> None:
+    """Scrape targets for Prometheus and DNS records for dnsmasq, from one listing a second."""
+    last_targets, last_hosts = None, None
     while not stopping.is_set():
         try:
             pods, _ = kube.list_pods()
             targets = scrape_targets(pods)
-            if targets != last:
+            if targets != last_targets:
                 write_targets(targets_file, targets)
-                last = targets
+                last_targets = targets
+            services = kube._raw(kube.core.list_service_for_all_namespaces)["items"]
+            endpoints = kube._raw(kube.core.list_endpoints_for_all_namespaces)["items"]
+            hosts = clusterdns.hosts_text(clusterdns.service_records(services, endpoints, pods))
+            if hosts != last_hosts:
+                clusterdns.write_hosts(hosts_dir, hosts)
+                last_hosts = hosts
         except Exception as exc:  # noqa: BLE001 - the API server may restart; keep trying
-            log.warning("pod list for scrape targets failed: %s", exc)
+            log.warning("listing pods/services for scrape targets and DNS failed: %s", exc)
         stopping.wait(SD_PERIOD)
+
+
+def dns_hosts_dir(state: StateDir) -> Path:
+    return state.root / "dns"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
 
     specs = parse_nodes(Path(info.nodes_file).read_text())
     api = load_api(Path(info.bin_dir))
-    plugins = [NodePlugin(s.name, s.gpu.count, NodePaths(state.root / "nodes" / s.name).device_plugin_dir, api)
+    plugins = [NodePlugin(s.name, s.gpu.count, NodePaths(state.root / "nodes" / s.name).device_plugin_dir, api,
+                          s.gpu.product)
                for s in specs if s.gpu]
     threading.Thread(target=run_plugins, args=(plugins, stopping), name="device-plugins", daemon=True).start()
     prom_port = info.ports.get("prometheus")
@@ -68,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     kube = Kube(api_client(info.kubeconfig, pool_size=4))
     targets = state.prometheus / TARGETS_FILE
     state.prometheus.mkdir(parents=True, exist_ok=True)
-    threading.Thread(target=discovery_loop, args=(kube, targets, stopping), name="scrape-sd", daemon=True).start()
+    threading.Thread(target=discovery_loop, args=(kube, targets, dns_hosts_dir(state), stopping),
+                     name="discovery", daemon=True).start()
     log.info("node services running: %d device plugins", len(plugins))
     while not stopping.wait(1.0):
         pass
