@@ -70,6 +70,28 @@ def load_api(bin_dir: Path, cache: Path | None = None):
     return importlib.import_module("api_pb2"), importlib.import_module("api_pb2_grpc")
 
 
+SHORT_DIR_ROOT = Path("/run/llmops")
+
+
+def short_dir(plugin_dir: Path) -> Path:
+    """A short symlink to the node's plugin directory: unix socket paths are limited to 107
+    bytes, and a sandbox's state dir can make the real path longer than that."""
+    return SHORT_DIR_ROOT / f"dp-{hashlib.sha256(str(plugin_dir).encode()).hexdigest()[:10]}"
+
+
+def link_short_dir(plugin_dir: Path) -> Path:
+    link = short_dir(plugin_dir)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not (link.is_symlink() and os.readlink(link) == str(plugin_dir)):
+        link.unlink(missing_ok=True)
+        link.symlink_to(plugin_dir)
+    return link
+
+
+def unlink_short_dir(plugin_dir: Path) -> None:
+    short_dir(plugin_dir).unlink(missing_ok=True)
+
+
 def gpu_uuids(node: str, count: int) -> list[str]:
     """Stable fake UUIDs in NVIDIA's format (GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)."""
     ids = []
@@ -92,7 +114,9 @@ class NodePlugin:
     """The plugin of one node: a gRPC server on its socket plus the registration loop."""
 
     def __init__(self, node: str, count: int, plugin_dir: Path, api, product: str = ""):
-        self.node, self.plugin_dir, self.product = node, plugin_dir, product
+        self.node, self.product = node, product
+        self.real_dir = plugin_dir
+        self.plugin_dir = link_short_dir(plugin_dir)
         self.pb, self.pb_grpc = api
         self.devices = gpu_uuids(node, count)
         self.server = None
@@ -166,6 +190,7 @@ class NodePlugin:
         self.stopping.set()
         if self.server is not None:
             self.server.stop(0)
+        unlink_short_dir(self.real_dir)
 
 
 def run_plugins(plugins: list[NodePlugin], stopping: threading.Event, period: float = 0.5) -> None:

@@ -3,7 +3,7 @@ into each node's containerd (no registry is reachable, and no Docker runs here).
 
 - pause (registry.k8s.io/pause:3.2, the CRI sandbox image): a static busybox sleeping;
 - llmops/busybox:1: static busybox with its applets, for test pods (sh, wget, nc, httpd);
-- the simulator/operator image (see simimage.py) when the caller asks for it.
+- the simulator and operator images (simimage.py).
 """
 
 from __future__ import annotations
@@ -125,6 +125,6 @@ def node_images(progress: Progress = print, with_simulator: bool = True) -> list
     """Every image a real node gets: built (or found in the cache) before any node starts."""
     images = [pause_image(progress), busybox_image(progress)]
     if with_simulator:
-        from .simimage import simulator_image
-        images.append(simulator_image(progress))
+        from .simimage import operator_image, simulator_image
+        images += [simulator_image(progress), operator_image(progress)]
     return images

@@ -6,6 +6,8 @@ taking all of it down again, with a check that nothing is left."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import secrets
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import cgroups, network, processes
+from .deviceplugin import short_dir, unlink_short_dir
 from .netplan import NetPlan
 from .nodeimages import BuiltImage, ImageError, import_image, imported_names
 from .nodes import NodeSpec
@@ -229,6 +232,7 @@ def stop_all(state: StateDir, progress: Progress) -> bool:
         if left:
             progress(f"node {rec.name}: could not remove cgroups {left}")
         _ip("netns", "del", rec.netns, check=False)
+        unlink_short_dir(node_paths(state, rec.name).device_plugin_dir)
         if was:
             progress(f"stopped node {rec.name}")
         anything = anything or was
@@ -256,3 +260,51 @@ def check_capacity(specs: list[NodeSpec], available_mib: int | None = None) -> N
         raise RealNodeError(f"nodes: {len(specs)} real nodes need about {len(specs) * NODE_MEMORY_MIB} MiB, but this "
                             f"machine has {available} MiB available (room for {fits} at {NODE_MEMORY_MIB} MiB each, "
                             "within half of it); fix: fewer nodes in the node file, or --nodes-mode simulated")
+
+
+def host_iptables() -> str:
+    """The host's rules (counters dropped), to compare before up and after down."""
+    out = []
+    for cmd in (["iptables-save"], ["ip6tables-save"]):
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        out += [line for line in proc.stdout.splitlines() if line and not line.startswith("#")]
+    return "\n".join(sorted(re.sub(r"\[\d+:\d+\]", "", line) for line in out))
+
+
+def leftovers(state_dir: Path, bridge: str, cidr: str, cgroup_prefix: str) -> list[str]:
+    """Everything of a real-node sandbox that is still there after `down` (empty = clean):
+    processes, mounts, network namespaces, host routes and iptables rules naming its range,
+    cgroups, the bridge and node links, and containerd's state (sockets, roots)."""
+    import ipaddress
+    found = []
+    marker = str(state_dir)
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline:
+            found.append(f"process {proc.name}: {cmdline[:120]}")
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        if marker in line:
+            found.append(f"mount: {line[:160]}")
+    found += [f"network namespace {ns}" for ns in network.list_netns(bridge)]
+    if network.link_exists(bridge):
+        found.append(f"bridge {bridge}")
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    found += [f"link {m}" for m in re.findall(rf"^\d+: ({re.escape(bridge)}n\d+)[@:]", links, flags=re.M)]
+    net = ipaddress.ip_network(cidr)
+    prefix = ".".join(str(net.network_address).split(".")[: net.prefixlen // 8]) + "."
+    routes = subprocess.run(["ip", "route", "show"], capture_output=True, text=True).stdout
+    found += [f"route: {r}" for r in routes.splitlines() if r.startswith(prefix)]
+    found += [f"iptables: {r}" for r in host_iptables().splitlines() if prefix in r]
+    found += [f"cgroup {c}" for c in cgroups.leftovers(cgroup_prefix)]
+    for spec_file in state_dir.glob("nodes/*/node.json"):
+        link = short_dir(node_paths(StateDir(state_dir), spec_file.parent.name).device_plugin_dir)
+        if link.is_symlink():
+            found.append(f"device-plugin socket link {link}")
+    if state_dir.exists():
+        found.append(f"state directory {state_dir} (containerd roots, sockets, kubelet dirs)")
+    return found

@@ -28,7 +28,7 @@ from .nodeimages import BuiltImage, ImageError, Progress, _cached, cache_root, c
 DEBIAN_SUITE = "bookworm"
 BASE_PACKAGES = ("python3", "ca-certificates")
 SITE = "usr/local/lib/python3.11/dist-packages"
-OPERATOR_IMAGE = "llmops/operator:dev"
+OPERATOR_IMAGES = ("llmops/operator:dev", "llmops/operator:0.1.0")   # 0.1.0: the chart's appVersion
 # The vLLM releases the simulator emulates by tag (src/llmops/sim/releases.py knows them);
 # the default pin first.
 SIM_TAGS = ("vllm/vllm-openai:v0.33.0", "vllm/vllm-openai:v0.11.0", "vllm/vllm-openai:v0.10.0",
@@ -166,12 +166,13 @@ def simulator_image(progress: Progress = print) -> BuiltImage:
 
 def operator_image(progress: Progress = print) -> BuiltImage:
     layers = [base_layer(progress), app_layer(progress), _launchers("operator")]
-    key = content_key("operator-image", *(p.name for p in layers), OPERATOR_IMAGE)
-    tag = oci.Tag(OPERATOR_IMAGE, entrypoint=("/usr/local/bin/llmops-entrypoint",), cmd=("run",), env=_env({}))
+    key = content_key("operator-image", *(p.name for p in layers), *OPERATOR_IMAGES)
+    tags = [oci.Tag(t, entrypoint=("/usr/local/bin/llmops-entrypoint",), cmd=("run",), env=_env({}))
+            for t in OPERATOR_IMAGES]
 
     def build(archive: Path) -> None:
-        oci.write_image_archive(layers, [tag], archive)
-    return BuiltImage(_cached("operator", key, build, progress), (OPERATOR_IMAGE,))
+        oci.write_image_archive(layers, tags, archive)
+    return BuiltImage(_cached("operator", key, build, progress), OPERATOR_IMAGES)
 
 
 def cached_archives() -> list[Path]:
