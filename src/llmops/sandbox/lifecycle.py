@@ -273,8 +273,6 @@ def up(opts: UpOptions, progress: Progress = print) -> tuple[SandboxInfo, bool]:
             info = start_prometheus(state, prom_bin, step)
         elif opts.prometheus:
             step("prometheus not found (apt-get install prometheus); continuing without it")
-        if real:
-            _start(state, "nodeservices", [sys.executable, "-m", "llmops.sandbox.nodeservices", "--dir", str(state.root)])
         step("waiting for nodes to be Ready")
         _wait_component(state, "nodeservices" if real else "agent",
                         lambda: _nodes_ready(info, [n.name for n in nodes], [n.name for n in nodes if n.gpu] if real else []),
@@ -302,12 +300,19 @@ def _start_real_nodes(state: StateDir, info: SandboxInfo, plan, nodes, bins, tok
     except realnodes.RealNodeError as exc:
         raise SandboxError(str(exc)) from exc
     server = f"https://{plan.gateway}:{info.apiserver_port}"
+    try:
+        template = nodeimages.containerd_template(images, step)
+    except nodeimages.ImageError as exc:
+        raise SandboxError(str(exc)) from exc
     for spec in nodes:
         cgroup = cgroups.node_cgroup(plan.bridge, spec.name)
         cgroups.create(cgroup)
-        paths = realnodes.write_node_files(state, plan, spec, bins, server, Path(info.ca_file), tokens, cgroup)
+        paths = realnodes.write_node_files(state, plan, spec, bins, server, Path(info.ca_file), tokens, cgroup,
+                                           template)
         realnodes.start_node(state, plan.node(spec.name).netns, paths, spec.name)
-    step(f"started {len(nodes)} real nodes (containerd, kubelet, kube-proxy); importing images")
+    step(f"started {len(nodes)} real nodes (containerd, kubelet, kube-proxy), images seeded from the template")
+    # Device plugins, scrape targets, DNS records; Prometheus' port is already allocated.
+    _start(state, "nodeservices", [sys.executable, "-m", "llmops.sandbox.nodeservices", "--dir", str(state.root)])
     import kubernetes
     try:
         core = kubernetes.client.CoreV1Api(kubernetes.config.new_client_from_config(config_file=info.kubeconfig))

@@ -128,3 +128,77 @@ def node_images(progress: Progress = print, with_simulator: bool = True) -> list
         from .simimage import operator_image, simulator_image
         images += [simulator_image(progress), operator_image(progress)]
     return images
+
+
+# Importing ~300 MB of images into every node's containerd costs ~10 s a node. Instead the
+# images are imported once into a template containerd root (cached by the images' content),
+# and each node's root starts as a hard-linked copy of it: blobs and unpacked snapshot files
+# are only ever read (containers write to their own overlay upper dirs), while the two bolt
+# databases each containerd writes are real copies.
+TEMPLATE_DBS = ("io.containerd.metadata.v1.bolt/meta.db", "io.containerd.snapshotter.v1.overlayfs/metadata.db")
+
+
+def template_config(root: Path, state: Path, sock: Path) -> str:
+    return f"""version = 2
+root = "{root}"
+state = "{state}"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
+                    "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
+                    "io.containerd.snapshotter.v1.aufs"]
+[grpc]
+  address = "{sock}"
+[ttrpc]
+  address = "{sock}.ttrpc"
+"""
+
+
+def containerd_template(images: list[BuiltImage], progress: Progress = print) -> Path:
+    key = content_key("containerd-template", *(i.archive.name for i in images))
+    root = cache_root() / f"containerd-root-{key}"
+    if (root / TEMPLATE_DBS[0]).exists():
+        return root
+    import shutil
+    import tempfile
+    t0 = time.monotonic()
+    progress("importing the images into a template containerd root (once per set of images)")
+    partial = root.with_name(root.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="llmops-ctd-") as tmp:
+        sock = Path(tmp) / "c.sock"
+        config = Path(tmp) / "config.toml"
+        config.write_text(template_config(partial, Path(tmp) / "state", sock))
+        # Its own mount namespace: unpacking mounts snapshots; none may land in the host's.
+        proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "containerd", "--config",
+                                 str(config)], stdout=subprocess.DEVNULL, stderr=open(Path(tmp) / "log", "wb"))
+        try:
+            deadline = time.monotonic() + 30
+            while not sock.exists():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise ImageError("template containerd did not start:\n" + (Path(tmp) / "log").read_text()[-800:])
+                time.sleep(0.05)
+            for image in images:
+                import_image(image, sock)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    partial.replace(root)
+    progress(f"template containerd root ready in {time.monotonic() - t0:.1f}s")
+    return root
+
+
+def seed_containerd_root(template: Path, dest: Path) -> None:
+    """dest becomes a hard-linked copy of the template, with private copies of the databases."""
+    import shutil
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists():
+        shutil.rmtree(dest)
+    subprocess.run(["cp", "-al", str(template), str(dest)], check=True)
+    for db in TEMPLATE_DBS:
+        target = dest / db
+        if target.exists():
+            target.unlink()
+            shutil.copy2(template / db, target)

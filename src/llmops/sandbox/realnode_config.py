@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from .netplan import NetPlan, NodeNet
-from .nodes import EDGE_LABEL, NodeSpec, node_labels, node_taints
+from .nodes import NodeSpec, node_labels, node_taints
 
 PAUSE_IMAGE = "registry.k8s.io/pause:3.2"
 CLUSTER_DOMAIN = "cluster.local"
@@ -188,8 +188,10 @@ def kubelet_config_yaml(plan: NetPlan, spec: NodeSpec) -> str:
         "serializeImagePulls": False,
         "imageGCHighThresholdPercent": 100,    # imported images cannot be pulled again
         "imageGCLowThresholdPercent": 99,
+        # A registered device plugin's GPUs show in the Node's status at the next update:
+        # every 4 s rather than 10 s, so `up` need not wait as long for them.
         "nodeStatusReportFrequency": "10s",
-        "nodeStatusUpdateFrequency": "10s",
+        "nodeStatusUpdateFrequency": "4s",
     }
     return yaml.safe_dump(config, sort_keys=False)
 
@@ -268,6 +270,3 @@ def node_token_lines(tokens: dict[str, str]) -> str:
             lines.append(f'{token},system:node:{name},system:node:{name},"system:nodes"')
     return "".join(line + "\n" for line in lines)
 
-
-def edge_selector() -> dict[str, str]:
-    return {EDGE_LABEL: "true"}

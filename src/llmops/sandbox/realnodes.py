@@ -20,7 +20,7 @@ from typing import Callable
 from . import cgroups, network, processes
 from .deviceplugin import short_dir, unlink_short_dir
 from .netplan import NetPlan
-from .nodeimages import BuiltImage, ImageError, import_image, imported_names
+from .nodeimages import BuiltImage, ImageError, import_image, imported_names, seed_containerd_root
 from .nodes import NodeSpec
 from .realnode_config import (
     PRIVATE_DIRS, NodePaths, cni_conflist, containerd_toml, kube_proxy_argv, kubelet_argv,
@@ -83,8 +83,10 @@ def create_node_network(plan: NetPlan) -> None:
 
 
 def write_node_files(state: StateDir, plan: NetPlan, spec: NodeSpec, bins: dict[str, Path], server: str,
-                     ca_cert: Path, tokens: dict[str, str], cgroup: str) -> NodePaths:
+                     ca_cert: Path, tokens: dict[str, str], cgroup: str, template: Path | None = None) -> NodePaths:
     paths = node_paths(state, spec.name)
+    if template is not None:     # the images, already imported and unpacked
+        seed_containerd_root(template, paths.containerd_root)
     for d in (paths.base, paths.containerd_root, paths.containerd_state, paths.cni_conf_dir,
               paths.cni_ipam_dir, paths.cert_dir, paths.volume_plugin_dir, paths.device_plugin_dir):
         d.mkdir(parents=True, exist_ok=True)
