@@ -300,6 +300,9 @@ def _start_real_nodes(state: StateDir, info: SandboxInfo, plan, nodes, bins, tok
     except realnodes.RealNodeError as exc:
         raise SandboxError(str(exc)) from exc
     server = f"https://{plan.gateway}:{info.apiserver_port}"
+    info.ports["registry"] = free_ports(1)[0]
+    state.write_info(info)
+    (state.root / "images.json").write_text(json.dumps([str(i.archive) for i in images]))
     try:
         template = nodeimages.containerd_template(images, step)
     except nodeimages.ImageError as exc:
@@ -308,7 +311,7 @@ def _start_real_nodes(state: StateDir, info: SandboxInfo, plan, nodes, bins, tok
         cgroup = cgroups.node_cgroup(plan.bridge, spec.name)
         cgroups.create(cgroup)
         paths = realnodes.write_node_files(state, plan, spec, bins, server, Path(info.ca_file), tokens, cgroup,
-                                           template)
+                                           template, info.ports["registry"])
         realnodes.start_node(state, plan.node(spec.name).netns, paths, spec.name)
     step(f"started {len(nodes)} real nodes (containerd, kubelet, kube-proxy), images seeded from the template")
     # Device plugins, scrape targets, DNS records; Prometheus' port is already allocated.

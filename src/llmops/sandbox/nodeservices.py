@@ -5,13 +5,15 @@ add-ons, not from the kubelet.
 - Prometheus service discovery: Debian's prometheus is built without Kubernetes SD, so the
   scrape targets of annotated pods go to a file_sd file (as the agent did);
 - Prometheus for pods: it listens on loopback; pods reach it at the bridge gateway;
-- cluster DNS records for dnsmasq (clusterdns.py), from Services, Endpoints and Pods.
+- cluster DNS records for dnsmasq (clusterdns.py), from Services, Endpoints and Pods;
+- the nodes' registry mirror (registry.py), so pulls of the local images succeed.
 
 Run as `python -m llmops.sandbox.nodeservices --dir STATE_DIR`."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -19,6 +21,7 @@ import threading
 from pathlib import Path
 
 from . import clusterdns
+from .registry import start_registry
 from .deviceplugin import NodePlugin, load_api, run_plugins
 from .forward import start_forwarder
 from .kubeapi import Kube, api_client
@@ -76,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
                           s.gpu.product)
                for s in specs if s.gpu]
     threading.Thread(target=run_plugins, args=(plugins, stopping), name="device-plugins", daemon=True).start()
+    images = state.root / "images.json"
+    if images.exists() and info.ports.get("registry"):
+        start_registry(info.gateway_ip, info.ports["registry"], [Path(p) for p in json.loads(images.read_text())])
     prom_port = info.ports.get("prometheus")
     if prom_port:
         start_forwarder((info.gateway_ip, prom_port), ("127.0.0.1", prom_port))

@@ -98,9 +98,15 @@ class NodePaths:
         return self.base / "node.json"
 
 
-def containerd_toml(paths: NodePaths) -> str:
+MIRRORED_REGISTRIES = ("docker.io", "registry.k8s.io")
+
+
+def containerd_toml(paths: NodePaths, registry_url: str | None = None) -> str:
     """containerd 1.6 config: a private root, state and socket per node (two kubelets on
-    one containerd would collect each other's pods)."""
+    one containerd would collect each other's pods); pulls go to the sandbox's registry."""
+    mirrors = "".join(f"""    [plugins."io.containerd.grpc.v1.cri".registry.mirrors."{r}"]
+      endpoint = ["{registry_url}"]
+""" for r in MIRRORED_REGISTRIES) if registry_url else ""
     return f"""version = 2
 root = "{paths.containerd_root}"
 state = "{paths.containerd_state}"
@@ -140,7 +146,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{paths.cni_conf_dir}"
-"""
+  [plugins."io.containerd.grpc.v1.cri".registry]
+{mirrors}"""
 
 
 def cni_conflist(node: NodeNet, paths: NodePaths) -> str:

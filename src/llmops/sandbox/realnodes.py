@@ -83,7 +83,8 @@ def create_node_network(plan: NetPlan) -> None:
 
 
 def write_node_files(state: StateDir, plan: NetPlan, spec: NodeSpec, bins: dict[str, Path], server: str,
-                     ca_cert: Path, tokens: dict[str, str], cgroup: str, template: Path | None = None) -> NodePaths:
+                     ca_cert: Path, tokens: dict[str, str], cgroup: str, template: Path | None = None,
+                     registry_port: int = 0) -> NodePaths:
     paths = node_paths(state, spec.name)
     if template is not None:     # the images, already imported and unpacked
         seed_containerd_root(template, paths.containerd_root)
@@ -91,7 +92,8 @@ def write_node_files(state: StateDir, plan: NetPlan, spec: NodeSpec, bins: dict[
               paths.cni_ipam_dir, paths.cert_dir, paths.volume_plugin_dir, paths.device_plugin_dir):
         d.mkdir(parents=True, exist_ok=True)
     node = plan.node(spec.name)
-    paths.containerd_config.write_text(containerd_toml(paths))
+    registry = f"http://{plan.gateway}:{registry_port}" if registry_port else None
+    paths.containerd_config.write_text(containerd_toml(paths, registry))
     (paths.cni_conf_dir / "10-llmops.conflist").write_text(cni_conflist(node, paths))
     paths.kubelet_config.write_text(kubelet_config_yaml(plan, spec))
     paths.kubelet_kubeconfig.write_text(node_kubeconfig(server, ca_cert, tokens[spec.name], f"system:node:{spec.name}"))
