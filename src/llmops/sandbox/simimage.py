@@ -122,12 +122,24 @@ def app_layer(progress: Progress) -> Path:
     return _cached("llmops-app-layer", key, build, progress)
 
 
-def _launchers(kind: str) -> Path:
-    key = content_key("launchers", kind, hashlib.sha256(_VLLM + _RAY + _LLMOPS_SIM).hexdigest(),
+def _with_llmops_user(base: Path) -> tuple[bytes, bytes]:
+    """/etc/passwd and /etc/group of the base layer plus the operator image's user (uid 65532,
+    as operator/Dockerfile's useradd): the chart runs the operator as that uid."""
+    import tarfile
+    with tarfile.open(base) as tar:
+        passwd = tar.extractfile("./etc/passwd").read()
+        group = tar.extractfile("./etc/group").read()
+    return (passwd + b"llmops:x:65532:65532::/nonexistent:/usr/sbin/nologin\n", group + b"llmops:x:65532:\n")
+
+
+def _launchers(kind: str, base: Path) -> Path:
+    key = content_key("launchers-2", kind, base.name, hashlib.sha256(_VLLM + _RAY + _LLMOPS_SIM).hexdigest(),
                       hashlib.sha256(_ENTRYPOINT.read_bytes()).hexdigest())
 
     def build(archive: Path) -> None:
         layer = oci.Layer()
+        passwd, group = _with_llmops_user(base)
+        layer.file("etc/passwd", passwd).file("etc/group", group)
         if kind == "sim":
             layer.file("usr/local/bin/vllm", _VLLM, 0o755).file("usr/local/bin/ray", _RAY, 0o755)
             layer.file("usr/local/bin/llmops", _LLMOPS_SIM, 0o755)
@@ -156,7 +168,8 @@ def _env(extra: dict[str, str]) -> tuple[str, ...]:
 
 
 def simulator_image(progress: Progress = print) -> BuiltImage:
-    layers = [base_layer(progress), app_layer(progress), _launchers("sim")]
+    base = base_layer(progress)
+    layers = [base, app_layer(progress), _launchers("sim", base)]
     key = content_key("sim-image", *(p.name for p in layers), *SIM_TAGS, TEST_HTTP_IMAGE, HOST_IMAGE)
     tags = [oci.Tag(t, entrypoint=("llmops", "sim", "serve"),
                     env=_env({"LLMOPS_SIM_VLLM_VERSION": v} if (v := sim_version(t)) else {})) for t in SIM_TAGS]
@@ -171,7 +184,8 @@ def simulator_image(progress: Progress = print) -> BuiltImage:
 
 
 def operator_image(progress: Progress = print) -> BuiltImage:
-    layers = [base_layer(progress), app_layer(progress), _launchers("operator")]
+    base = base_layer(progress)
+    layers = [base, app_layer(progress), _launchers("operator", base)]
     key = content_key("operator-image", *(p.name for p in layers), *OPERATOR_IMAGES)
     tags = [oci.Tag(t, entrypoint=("/usr/local/bin/llmops-entrypoint",), cmd=("run",), env=_env({}))
             for t in OPERATOR_IMAGES]
