@@ -43,8 +43,11 @@ _VLLM = b"""#!/bin/sh
 exec llmops sim serve "$@"
 """
 _RAY = b"""#!/bin/sh
-# A multi-node group's worker: `ray start --block --address=LEADER:6379` joins the leader.
+# A group's leader runs `ray start --head ... && exec vllm serve ...`: the head returns at
+# once (the simulator's leader models the whole group). A worker's
+# `ray start --block --address=LEADER:6379` stays up as the group's member.
 [ "$1" = start ] && shift
+for a in "$@"; do [ "$a" = --head ] && { echo "ray head (simulated): started"; exit 0; }; done
 exec llmops sim worker "$@"
 """
 _LLMOPS_SIM = b"""#!/bin/sh
