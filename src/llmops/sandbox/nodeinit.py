@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     # Forwarding inside the node's namespace only: the node routes its pods' range.
     Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
     mount_private_dirs(Path(spec["rootfs"]), spec["private_dirs"])
+    for source, target in spec.get("bind_files", []):
+        subprocess.run(["mount", "--bind", source, target], check=True)
     logs = Path(spec["log_dir"])
     comps = [Component(name, cmd, logs / f"{spec['name']}.{name}.log") for name, cmd in spec["components"]]
     stopping = False

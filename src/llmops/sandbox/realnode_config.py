@@ -94,11 +94,18 @@ class NodePaths:
         return self.base / "volume-plugins"
 
     @property
+    def resolv_conf(self) -> Path:
+        """The node's /etc/resolv.conf (bind-mounted in its mount namespace): only the
+        sandbox's dnsmasq, so nothing on a node ever asks the host's resolver."""
+        return self.base / "resolv.conf"
+
+    @property
     def spec_file(self) -> Path:
         return self.base / "node.json"
 
 
-MIRRORED_REGISTRIES = ("docker.io", "registry.k8s.io")
+# "*": any other registry's pull asks the sandbox's registry first (and gets a clear 404).
+MIRRORED_REGISTRIES = ("docker.io", "registry.k8s.io", "*")
 
 
 def containerd_toml(paths: NodePaths, registry_url: str | None = None) -> str:
@@ -180,7 +187,11 @@ def labels_patched_later(spec: NodeSpec) -> dict[str, str]:
     return {k: v for k, v in node_labels(spec).items() if k not in own}
 
 
-def kubelet_config_yaml(plan: NetPlan, spec: NodeSpec) -> str:
+def resolv_conf_text(plan: NetPlan) -> str:
+    return f"nameserver {plan.gateway}\noptions timeout:1 attempts:1\n"
+
+
+def kubelet_config_yaml(plan: NetPlan, spec: NodeSpec, resolv_base: str = "") -> str:
     config = {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
@@ -190,6 +201,7 @@ def kubelet_config_yaml(plan: NetPlan, spec: NodeSpec) -> str:
         "cgroupDriver": "cgroupfs",
         "clusterDNS": [plan.dns_ip],
         "clusterDomain": CLUSTER_DOMAIN,
+        "resolvConf": str(NodePaths(Path(resolv_base)).resolv_conf) if resolv_base else "/etc/resolv.conf",
         "maxPods": spec.pods,
         "readOnlyPort": 0,
         "serializeImagePulls": False,

@@ -24,7 +24,7 @@ from .nodeimages import BuiltImage, ImageError, import_image, imported_names, se
 from .nodes import NodeSpec
 from .realnode_config import (
     PRIVATE_DIRS, NodePaths, cni_conflist, containerd_toml, kube_proxy_argv, kubelet_argv,
-    kubelet_config_yaml, labels_patched_later, node_kubeconfig, node_token_lines,
+    kubelet_config_yaml, labels_patched_later, node_kubeconfig, node_token_lines, resolv_conf_text,
 )
 from .state import StateDir
 
@@ -95,7 +95,8 @@ def write_node_files(state: StateDir, plan: NetPlan, spec: NodeSpec, bins: dict[
     registry = f"http://{plan.gateway}:{registry_port}" if registry_port else None
     paths.containerd_config.write_text(containerd_toml(paths, registry))
     (paths.cni_conf_dir / "10-llmops.conflist").write_text(cni_conflist(node, paths))
-    paths.kubelet_config.write_text(kubelet_config_yaml(plan, spec))
+    paths.resolv_conf.write_text(resolv_conf_text(plan))
+    paths.kubelet_config.write_text(kubelet_config_yaml(plan, spec, str(paths.base)))
     paths.kubelet_kubeconfig.write_text(node_kubeconfig(server, ca_cert, tokens[spec.name], f"system:node:{spec.name}"))
     paths.proxy_kubeconfig.write_text(node_kubeconfig(server, ca_cert, tokens["kube-proxy"], "system:kube-proxy"))
     for f in (paths.kubelet_kubeconfig, paths.proxy_kubeconfig):
@@ -109,6 +110,7 @@ def write_node_files(state: StateDir, plan: NetPlan, spec: NodeSpec, bins: dict[
         "name": spec.name, "rootfs": str(paths.rootfs), "private_dirs": list(PRIVATE_DIRS),
         "cgroup": cgroup, "log_dir": str(state.root / "logs"), "containerd_sock": str(paths.containerd_sock),
         "components": components, "netns": node.netns,
+        "bind_files": [[str(paths.resolv_conf), "/etc/resolv.conf"]],
     }, indent=2))
     return paths
 

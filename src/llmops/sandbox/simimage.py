@@ -34,7 +34,7 @@ OPERATOR_IMAGES = ("llmops/operator:dev", "llmops/operator:0.1.0", "llmops/opera
 SIM_TAGS = ("vllm/vllm-openai:v0.33.0", "vllm/vllm-openai:v0.11.0", "vllm/vllm-openai:v0.10.2",
             "vllm/vllm-openai:v0.10.1", "vllm/vllm-openai:v0.10.0", "vllm/vllm-openai:v0.8.5",
             "vllm/vllm-openai:latest", "llmops/vllm-sim:dev", "llmops/vllm-sim:latest")
-TEST_HTTP_IMAGE, HOST_IMAGE = "llmops/test-http:1", "llmops/host:1"
+TEST_HTTP_IMAGE, HOST_IMAGE, HOST_LATEST = "llmops/test-http:1", "llmops/host:1", "llmops/host:latest"
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 _VLLM = b"""#!/bin/sh
@@ -173,17 +173,17 @@ def _env(extra: dict[str, str]) -> tuple[str, ...]:
 def simulator_image(progress: Progress = print) -> BuiltImage:
     base = base_layer(progress)
     layers = [base, app_layer(progress), _launchers("sim", base)]
-    key = content_key("sim-image", *(p.name for p in layers), *SIM_TAGS, TEST_HTTP_IMAGE, HOST_IMAGE)
+    key = content_key("sim-image", *(p.name for p in layers), *SIM_TAGS, TEST_HTTP_IMAGE, HOST_IMAGE, HOST_LATEST)
     tags = [oci.Tag(t, entrypoint=("llmops", "sim", "serve"),
                     env=_env({"LLMOPS_SIM_VLLM_VERSION": v} if (v := sim_version(t)) else {})) for t in SIM_TAGS]
     # Test images of images.yaml, on the same layers: the tiny HTTP server, and `llmops/host`
     # (on simulated nodes: the container's command run on the host; here: in this image).
     tags += [oci.Tag(TEST_HTTP_IMAGE, entrypoint=("python3", "-m", "llmops.sandbox.testserver"), env=_env({})),
-             oci.Tag(HOST_IMAGE, env=_env({}))]
+             oci.Tag(HOST_IMAGE, env=_env({})), oci.Tag(HOST_LATEST, env=_env({}))]
 
     def build(archive: Path) -> None:
         oci.write_image_archive(layers, tags, archive)
-    return BuiltImage(_cached("simulator", key, build, progress), (*SIM_TAGS, TEST_HTTP_IMAGE, HOST_IMAGE))
+    return BuiltImage(_cached("simulator", key, build, progress), (*SIM_TAGS, TEST_HTTP_IMAGE, HOST_IMAGE, HOST_LATEST))
 
 
 def operator_image(progress: Progress = print) -> BuiltImage:
