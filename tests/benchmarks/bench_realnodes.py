@@ -67,12 +67,12 @@ def main() -> int:
         lifecycle.down(root, progress=lambda m: None)
         down_s = time.monotonic() - t1
         phase = {"control plane": next((t for t, m in marks if "creating" in m and "namespaces" in m), 0.0),
-                 "nodes started": next((t for t, m in marks if m.startswith("started ")), 0.0),
+                 "nodes started": next((t for t, m in marks if "real nodes (containerd" in m), 0.0),
                  "kubelets registered": next((t for t, m in marks if "kubelets registered" in m), 0.0),
                  "all Ready": up_s}
         runs.append({"run": i + 1, "up_s": round(up_s, 1), "down_s": round(down_s, 1), "phases": phase,
                      "nodes": len(memory), "memory": memory,
-                     "built": [m for _, m in marks if m.startswith("built image") or "template" in m]})
+                     "built": [m for _, m in marks if "built image" in m or "template containerd root ready" in m]})
         print(f"run {i + 1}: up {up_s:.1f}s (registered at {phase['kubelets registered']:.1f}s), down {down_s:.1f}s, "
               f"{len(memory)} nodes; rss/node {statistics.mean(m['rss_mib'] for m in memory.values()):.0f} MiB"
               + (f"; one-time: {runs[-1]['built']}" if runs[-1]["built"] else ""), file=sys.stderr, flush=True)
