@@ -277,6 +277,8 @@ def up(opts: UpOptions, progress: Progress = print) -> tuple[SandboxInfo, bool]:
         _wait_component(state, "nodeservices" if real else "agent",
                         lambda: _nodes_ready(info, [n.name for n in nodes], [n.name for n in nodes if n.gpu] if real else []),
                         NODE_READY_TIMEOUT)
+        if real:   # a kubelet's Lease lags its registration a little; callers may read it at once
+            _wait_component(state, "nodeservices", lambda: _leases_exist(info, [n.name for n in nodes]), 30)
         for name in ("kube-controller-manager", "kube-scheduler"):
             if processes.read_pid(state.pid_file(name)) is None:
                 raise SandboxError(f"{name} exited; log ends with:\n" + _log_tail(state, name))
@@ -344,6 +346,18 @@ def _start_cluster_dns(state: StateDir, core, plan, step: Progress) -> None:
             raise
     waiting.wait_for(create, 30, "namespace kube-system did not appear; cannot create the kube-dns Service")
     step(f"cluster DNS: dnsmasq on {plan.gateway}:53 behind Service kube-system/kube-dns ({plan.dns_ip})")
+
+
+def _leases_exist(info: SandboxInfo, names: list[str]) -> bool:
+    token = Path(info.token_file).read_text().strip()
+    req = urllib.request.Request(f"{info.apiserver_url}/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
+                                 headers={"Authorization": f"Bearer {token}"})
+    try:
+        with _no_proxy_opener(info.ca_file).open(req, timeout=3) as resp:
+            items = json.loads(resp.read())["items"]
+    except (urllib.error.URLError, OSError):
+        return False
+    return set(names) <= {i["metadata"]["name"] for i in items}
 
 
 def _nodes_ready(info: SandboxInfo, names: list[str], gpu_nodes: list[str] | None = None) -> bool:
