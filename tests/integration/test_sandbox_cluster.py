@@ -28,6 +28,14 @@ def _sandbox_only(sandbox):
     sandbox.require_sandbox("uses the sandbox's simulated images and state dir")
 
 
+def pod_python() -> str:
+    """The Python a `llmops/host` container runs: the host's on simulated nodes (their
+    containers are host processes), the image's own on real nodes."""
+    from llmops_sandbox.state import StateDir, resolve_dir
+    info = StateDir(resolve_dir()).read_info()
+    return "python3" if info is not None and info.nodes_mode == "real" else sys.executable
+
+
 def http_pod(name, *, gpus=0, ready_after=0.0, port=8080, labels=None, node_selector=None,
              tolerations=None, affinity=None, restart_policy="Always", annotations=None, **extra_spec):
     container = {
@@ -280,7 +288,7 @@ def test_in_cluster_client_in_a_pod_is_subject_to_rbac(core, namespace, api_clie
         core.create_namespaced_pod(namespace, {"metadata": {"name": name}, "spec": {
             "restartPolicy": "Never",
             "containers": [{"name": "c", "image": "llmops/host:1",
-                            "command": [sys.executable, "-c", script]}]}})
+                            "command": [pod_python(), "-c", script]}]}})
         wait_for(lambda: pod_json(core, namespace, name)["status"].get("phase") == "Succeeded",
                  TIMEOUT, f"in-cluster client pod {name} did not succeed (log in {sandbox.dir}/pods)")
         return [l for l in sandbox.pod_log(namespace, name, "c").splitlines() if l.startswith("RESULT")]
@@ -333,7 +341,7 @@ def test_prometheus_scrapes_annotated_pods_and_can_be_restarted(core, namespace,
               f"print('RESULT', o.open({sandbox.prometheus_pod_url + '/-/ready'!r}, timeout=5).status)")
     core.create_namespaced_pod(namespace, {"metadata": {"name": "asks-prometheus"}, "spec": {
         "restartPolicy": "Never",
-        "containers": [{"name": "c", "image": "llmops/host:1", "command": [sys.executable, "-c", script]}]}})
+        "containers": [{"name": "c", "image": "llmops/host:1", "command": [pod_python(), "-c", script]}]}})
     wait_for(lambda: pod_json(core, namespace, "asks-prometheus")["status"].get("phase") == "Succeeded",
              TIMEOUT, "pod could not reach Prometheus at the pod URL")
     assert "RESULT 200" in sandbox.pod_log(namespace, "asks-prometheus", "c")
@@ -378,6 +386,12 @@ def test_host_network_pod_uses_the_node_address(core, namespace, sandbox):
     port = free_ports(1)[0]
     create(core, namespace, http_pod("hostnet", port=port, hostNetwork=True))
     pod = wait_ready(core, namespace, "hostnet")
+    if sandbox.info.nodes_mode == "real":   # the node's own network namespace and address
+        node = core.read_node(pod["spec"]["nodeName"])
+        internal = next(a.address for a in node.status.addresses if a.type == "InternalIP")
+        assert pod["status"]["podIP"] == pod["status"]["hostIP"] == internal
+        assert http_get(f"http://{internal}:{port}/healthz")[0] == 200
+        return
     assert pod["status"]["podIP"] == pod["status"]["hostIP"] == sandbox.info.gateway_ip
     assert http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200
 
@@ -429,7 +443,7 @@ def test_admission_webhook_served_from_a_pod_is_called_at_its_endpoint(core, nam
         "tls.crt": cert.public_bytes(serialization.Encoding.PEM).decode(), "tls.key": _key_pem(key).decode()}})
     core.create_namespaced_pod(namespace, {"metadata": {"name": "hook", "labels": {"app": "hook"}}, "spec": {
         "volumes": [{"name": "tls", "secret": {"secretName": "hook-tls"}}],
-        "containers": [{"name": "c", "image": "llmops/host:1", "command": [sys.executable, "-c", WEBHOOK_SERVER],
+        "containers": [{"name": "c", "image": "llmops/host:1", "command": [pod_python(), "-c", WEBHOOK_SERVER],
                         "volumeMounts": [{"name": "tls", "mountPath": "/run/webhook"}],
                         "readinessProbe": {"httpGet": {"port": 8443, "scheme": "HTTPS"}, "periodSeconds": 1}}]}})
     core.create_namespaced_service(namespace, {"metadata": {"name": "hook"}, "spec": {
@@ -494,7 +508,7 @@ def test_deletion_runs_the_prestop_hook_then_sigterm_then_sigkill_at_the_end_of_
     hook = 'echo HOOK-START $(date +%s.%N); sleep 2; echo HOOK-END $(date +%s.%N)'
     create(core, namespace, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "graceful"}, "spec": {
         "terminationGracePeriodSeconds": 6,
-        "containers": [{"name": "c", "image": "llmops/host:1", "command": [sys.executable, "-c", TERM_IGNORER],
+        "containers": [{"name": "c", "image": "llmops/host:1", "command": [pod_python(), "-c", TERM_IGNORER],
                         "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", hook]}}}}]}})
     wait_ready(core, namespace, "graceful")
     wait_for(lambda: "UP" in _log_times(sandbox, namespace, "graceful"), TIMEOUT, "container did not start")

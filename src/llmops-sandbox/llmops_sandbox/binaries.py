@@ -14,6 +14,7 @@ from typing import Callable, Mapping
 
 K8S_VERSION = "v1.20.2"
 CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+NODE_BINARIES = ("kubelet", "kube-proxy")      # real nodes; same source tree, same cache
 BUILD_SCRIPT = Path(__file__).with_name("build-control-plane.sh")
 
 
@@ -76,6 +77,29 @@ def locate(
     result = {name: path for name, path in found.items() if path is not None}
     result["etcd"] = etcd
     return result
+
+
+def locate_node_binaries(
+    bin_dir: str | None,
+    env: Mapping[str, str] | None = None,
+    build: bool = True,
+    progress: Callable[[str], None] = print,
+) -> dict[str, Path]:
+    """Paths of kubelet and kube-proxy (real nodes), built once into the version cache."""
+    env = dict(os.environ if env is None else env)
+    dirs = candidate_dirs(bin_dir, env)
+    complete = next((d for d in dirs if all(find_binary(n, [d]) for n in NODE_BINARIES)), None)
+    if complete is None:
+        if not build:
+            raise MissingBinary(
+                f"node binaries not found: {', '.join(NODE_BINARIES)}; fix: pass --bin-dir, or run "
+                "`llmops sandbox binaries --nodes real` once (builds them, about 8 min)"
+            )
+        dest = cache_dir(env)
+        progress(f"building Kubernetes {K8S_VERSION} kubelet and kube-proxy into {dest} (about 8 min, once)")
+        subprocess.run(["bash", str(BUILD_SCRIPT), str(dest), *NODE_BINARIES], check=True)
+        complete = dest
+    return {name: complete / name for name in NODE_BINARIES}
 
 
 def server_minor_version(apiserver: Path) -> int:

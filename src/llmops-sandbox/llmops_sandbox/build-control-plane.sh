@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kube-controller-manager and kube-scheduler from Debian's
-# `kubernetes` source package (upstream v1.20.2 with vendored deps) into $1.
+# Builds Kubernetes commands from Debian's `kubernetes` source package (upstream v1.20.2
+# with vendored deps) into $1: by default kube-apiserver, kube-controller-manager and
+# kube-scheduler; further arguments name other commands (kubelet, kube-proxy for real nodes).
 # Only Debian's registry is reachable on our machines, so this is the one
 # offline-safe way to get a real control plane. Progress goes to stderr.
 set -euo pipefail
-dest="${1:?usage: build-control-plane.sh DEST_DIR}"
+dest="${1:?usage: build-control-plane.sh DEST_DIR [COMMAND...]}"
+shift
+commands=("$@")
+((${#commands[@]})) || commands=(kube-apiserver kube-controller-manager kube-scheduler)
 work="$(mktemp -d /tmp/llmops-k8s-build.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
 step() { echo "[build-control-plane] $*" >&2; }
@@ -37,8 +41,12 @@ find "$reflect2" -maxdepth 1 -type f ! -name go.mod -exec cp {} vendor/github.co
 export GOFLAGS=-mod=vendor GO111MODULE=on GOPATH="$work/gopath" GOCACHE="$work/gocache"
 step "make generated_files (about 1.5 min)"
 make generated_files >&2
-step "building kube-apiserver, kube-controller-manager, kube-scheduler (about 6 min on 2 cores)"
-make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler" GOLDFLAGS="-s -w" >&2
+what=""
+for c in "${commands[@]}"; do what+=" cmd/$c"; done
+step "building ${commands[*]} (about 6 min on 2 cores)"
+make WHAT="${what# }" GOLDFLAGS="-s -w" >&2
 mkdir -p "$dest"
-cp _output/bin/kube-apiserver _output/bin/kube-controller-manager _output/bin/kube-scheduler "$dest/"
+for c in "${commands[@]}"; do cp "_output/bin/$c" "$dest/"; done
+# The kubelet's device-plugin API definition: the sandbox's GPU device plugin compiles it.
+cp staging/src/k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1/api.proto "$dest/deviceplugin-v1beta1.proto"
 step "done: binaries in $dest"

@@ -24,6 +24,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     opts = lifecycle.UpOptions(
         dir=resolve_dir(args.dir), bin_dir=args.bin_dir, nodes_file=args.nodes, images_file=args.images,
         bridge=args.bridge, pod_cidr=args.pod_cidr, prometheus=not args.no_prometheus, pin=True,
+        nodes_mode=args.nodes_mode,
     )
     import ipaddress
     import re
@@ -50,10 +51,12 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_binaries(args: argparse.Namespace) -> int:
-    from .binaries import MissingBinary, locate
+    from .binaries import MissingBinary, locate, locate_node_binaries
 
     try:
         paths = locate(args.bin_dir, progress=_progress)
+        if args.nodes_mode == "real":
+            paths.update(locate_node_binaries(args.bin_dir, progress=_progress))
     except MissingBinary as exc:
         raise _user_error(str(exc))
     for name, path in sorted(paths.items()):
@@ -126,6 +129,12 @@ def cmd_prometheus(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_nodes_mode(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--nodes-mode", choices=lifecycle.NODE_MODES, default=lifecycle.default_nodes_mode(),
+                   help="real: a kubelet + containerd + kube-proxy per node, in its own network and mount "
+                        "namespaces; simulated: the node agent (default $LLMOPS_SANDBOX_NODES or simulated)")
+
+
 def _add_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dir", help="state directory (default $LLMOPS_SANDBOX_DIR or /tmp/llmops-sandbox)")
 
@@ -147,6 +156,7 @@ def register(subparsers) -> None:
     up.add_argument("--pod-cidr", default=lifecycle.default_pod_cidr(),
                     help="pod IP range (default $LLMOPS_SANDBOX_POD_CIDR or 10.244.0.0/16)")
     up.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus")
+    _add_nodes_mode(up)
     up.set_defaults(func=cmd_up)
 
     from .demo import register as register_demo
@@ -155,6 +165,7 @@ def register(subparsers) -> None:
 
     bins = sub.add_parser("binaries", help="find the control-plane binaries, building them once if missing")
     bins.add_argument("--bin-dir", help="directory with kube-apiserver, kube-controller-manager, kube-scheduler")
+    _add_nodes_mode(bins)
     bins.set_defaults(func=cmd_binaries)
 
     down = sub.add_parser("down", help="stop everything and remove the state directory (safe if down)")

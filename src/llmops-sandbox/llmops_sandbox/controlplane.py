@@ -54,7 +54,7 @@ def etcd_argv(etcd: Path, ports: Ports, files: ControlPlaneFiles) -> list[str]:
 
 
 def apiserver_argv(apiserver: Path, ports: Ports, files: ControlPlaneFiles, gateway_ip: str,
-                   minor: int = 20) -> list[str]:
+                   minor: int = 20, service_cidr: str = SERVICE_CIDR) -> list[str]:
     argv = [
         str(apiserver),
         f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
@@ -69,7 +69,7 @@ def apiserver_argv(apiserver: Path, ports: Ports, files: ControlPlaneFiles, gate
         f"--client-ca-file={files.ca_cert}",
         f"--token-auth-file={files.token_file}",
         "--authorization-mode=Node,RBAC",
-        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        f"--service-cluster-ip-range={service_cidr}",
         f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
         f"--service-account-signing-key-file={files.sa_key}",
         f"--service-account-key-file={files.sa_pub}",
@@ -95,7 +95,8 @@ def _without_removed_flags(argv: list[str], minor: int) -> list[str]:
     return [a for a in argv if not (a in _REMOVED_FLAGS and minor >= _REMOVED_FLAGS[a])]
 
 
-def controller_manager_argv(binary: Path, ports: Ports, files: ControlPlaneFiles, minor: int = 20) -> list[str]:
+def controller_manager_argv(binary: Path, ports: Ports, files: ControlPlaneFiles, minor: int = 20,
+                            service_cidr: str = SERVICE_CIDR) -> list[str]:
     return _without_removed_flags([
         str(binary),
         f"--kubeconfig={files.kubeconfig}",
@@ -104,7 +105,7 @@ def controller_manager_argv(binary: Path, ports: Ports, files: ControlPlaneFiles
         f"--root-ca-file={files.ca_cert}",
         f"--cluster-signing-cert-file={files.ca_cert}",
         f"--cluster-signing-key-file={files.ca_key}",
-        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        f"--service-cluster-ip-range={service_cidr}",
         "--leader-elect=false",
         "--port=0",
         f"--secure-port={ports.controller_manager}",

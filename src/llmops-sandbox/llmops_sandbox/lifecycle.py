@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Callable
 
 from llmops import waiting
-from . import binaries, network, processes
+from . import binaries, cgroups, clusterdns, netplan, network, nodeimages, processes, realnodes
 from .certs import create_pki
 from .controlplane import (
-    ControlPlaneFiles, Ports, apiserver_argv, controller_manager_argv, etcd_argv, kubeconfig_yaml,
+    SERVICE_CIDR, ControlPlaneFiles, Ports, apiserver_argv, controller_manager_argv, etcd_argv, kubeconfig_yaml,
     scheduler_argv,
 )
 from .images import default_images_text, parse_images
@@ -43,8 +43,18 @@ def default_bridge() -> str:
 
 def default_pod_cidr() -> str:
     return os.environ.get("LLMOPS_SANDBOX_POD_CIDR") or DEFAULT_POD_CIDR
-# Stopped in this order: the agent first (it stops pods), etcd last.
-DAEMONS = ("agent", "prometheus", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
+
+
+NODE_MODES = ("simulated", "real")
+
+
+def default_nodes_mode() -> str:
+    return os.environ.get("LLMOPS_SANDBOX_NODES") or "simulated"
+
+
+# Stopped in this order: the agent first (it stops pods), etcd last. Real nodes (node-<name>)
+# stop before all of these.
+DAEMONS = ("agent", "nodeservices", "dnsmasq", "prometheus", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
 NODE_READY_TIMEOUT = 60.0
 
 
@@ -63,6 +73,7 @@ class UpOptions:
     prometheus: bool = True
     build: bool = True
     pin: bool = False      # `llmops sandbox up` pins; the pytest plugin does not
+    nodes_mode: str = field(default_factory=default_nodes_mode)   # simulated | real
 
 
 def _no_proxy_opener(ca_file: str | None = None) -> urllib.request.OpenerDirector:
@@ -171,6 +182,18 @@ def up(opts: UpOptions, progress: Progress = print) -> tuple[SandboxInfo, bool]:
         parse_images(images_text)
     except ValueError as exc:
         raise SandboxError(f"images file {opts.images_file or '(default)'}: {exc}") from exc
+    if opts.nodes_mode not in NODE_MODES:
+        raise SandboxError(f"nodes mode {opts.nodes_mode!r} (--nodes-mode / LLMOPS_SANDBOX_NODES): "
+                           f"must be one of {', '.join(NODE_MODES)}")
+    real = opts.nodes_mode == "real"
+    plan = None
+    if real:
+        try:
+            plan = netplan.plan(opts.bridge, opts.pod_cidr, [n.name for n in nodes],
+                                {n.name: n.pod_cidr for n in nodes if n.pod_cidr})
+            realnodes.check_capacity(nodes)
+        except (netplan.NetPlanError, realnodes.RealNodeError) as exc:
+            raise SandboxError(str(exc)) from exc
 
     step("locating control-plane binaries")
     try:
@@ -180,6 +203,13 @@ def up(opts: UpOptions, progress: Progress = print) -> tuple[SandboxInfo, bool]:
     minor = binaries.server_minor_version(bins["kube-apiserver"])
     step(f"using Kubernetes 1.{minor} from {bins['kube-apiserver'].parent} and {bins['etcd']}")
     prom_bin = binaries.find_prometheus(opts.bin_dir) if opts.prometheus else None
+    images: list[nodeimages.BuiltImage] = []
+    if real:
+        try:
+            bins.update(binaries.locate_node_binaries(opts.bin_dir, build=opts.build, progress=step))
+            images = nodeimages.node_images(progress=step)
+        except (binaries.MissingBinary, nodeimages.ImageError) as exc:
+            raise SandboxError(str(exc)) from exc
 
     state.create()
     if opts.pin:
@@ -187,6 +217,8 @@ def up(opts: UpOptions, progress: Progress = print) -> tuple[SandboxInfo, bool]:
     (state.root / "nodes.yaml").write_text(nodes_text)
     (state.root / "images.yaml").write_text(images_text)
     gateway, prefixlen = gateway_for(opts.pod_cidr)
+    if plan is not None:   # the bridge is the node network; pod ranges live inside the nodes
+        gateway, prefixlen = plan.gateway, plan.node_prefixlen
     step(f"creating bridge {opts.bridge} ({gateway}/{prefixlen})")
     try:
         network.ensure_bridge(opts.bridge, gateway, prefixlen)
@@ -194,7 +226,12 @@ def up(opts: UpOptions, progress: Progress = print) -> tuple[SandboxInfo, bool]:
         raise SandboxError(f"{exc}; the sandbox needs root (CAP_NET_ADMIN) and iproute2") from exc
 
     ports = Ports(*free_ports(6))
-    pki = create_pki(state.pki, ["127.0.0.1", gateway, "10.96.0.1"])
+    pki = create_pki(state.pki, ["127.0.0.1", gateway, plan.kubernetes_service_ip if plan else "10.96.0.1"])
+    service_cidr = plan.service_cidr if plan else SERVICE_CIDR
+    tokens: dict[str, str] = {}
+    if real:
+        tokens = realnodes.make_tokens(nodes)
+        realnodes.append_tokens(pki.token_file, tokens)
     files = ControlPlaneFiles(
         ca_cert=pki.ca_cert, ca_key=pki.ca_key, serving_cert=pki.serving_cert, serving_key=pki.serving_key,
         sa_key=pki.sa_key, sa_pub=pki.sa_pub, token_file=pki.token_file, kubeconfig=state.kubeconfig,
@@ -209,7 +246,8 @@ def up(opts: UpOptions, progress: Progress = print) -> tuple[SandboxInfo, bool]:
         token_file=str(state.pki / "admin.token"), prometheus_url=None, bridge=opts.bridge,
         pod_cidr=opts.pod_cidr, gateway_ip=gateway, ports=ports.as_dict(),
         nodes_file=str(state.root / "nodes.yaml"), images_file=str(state.root / "images.yaml"),
-        bin_dir=str(bins["kube-apiserver"].parent),
+        bin_dir=str(bins["kube-apiserver"].parent), nodes_mode=opts.nodes_mode,
+        service_cidr=service_cidr, dns_ip=plan.dns_ip if plan else "",
     )
     state.write_info(info)
 
@@ -218,33 +256,113 @@ def up(opts: UpOptions, progress: Progress = print) -> tuple[SandboxInfo, bool]:
         _start(state, "etcd", etcd_argv(bins["etcd"], ports, files))
         _wait_component(state, "etcd", lambda: http_ok(f"http://127.0.0.1:{ports.etcd_client}/health"), 30)
         step(f"starting kube-apiserver on {apiserver_url} (and {gateway}:{ports.apiserver} for pods)")
-        _start(state, "kube-apiserver", apiserver_argv(bins["kube-apiserver"], ports, files, gateway, minor))
+        _start(state, "kube-apiserver", apiserver_argv(bins["kube-apiserver"], ports, files, gateway, minor,
+                                                       service_cidr))
         _wait_component(state, "kube-apiserver",
                         lambda: http_ok(f"{apiserver_url}/readyz", str(pki.ca_cert), pki.admin_token), 60)
         step("starting kube-controller-manager and kube-scheduler")
-        _start(state, "kube-controller-manager", controller_manager_argv(bins["kube-controller-manager"], ports, files, minor))
+        _start(state, "kube-controller-manager",
+               controller_manager_argv(bins["kube-controller-manager"], ports, files, minor, service_cidr))
         _start(state, "kube-scheduler", scheduler_argv(bins["kube-scheduler"], ports, files, minor))
-        step(f"starting the node agent for {len(nodes)} nodes")
-        _start(state, "agent", [sys.executable, "-m", "llmops_sandbox.agent", "--dir", str(state.root)])
+        if real:
+            _start_real_nodes(state, info, plan, nodes, bins, tokens, images, step)
+        else:
+            step(f"starting the node agent for {len(nodes)} nodes")
+            _start(state, "agent", [sys.executable, "-m", "llmops_sandbox.agent", "--dir", str(state.root)])
         if prom_bin is not None:
             info = start_prometheus(state, prom_bin, step)
         elif opts.prometheus:
             step("prometheus not found (apt-get install prometheus); continuing without it")
         step("waiting for nodes to be Ready")
-        _wait_component(state, "agent", lambda: _nodes_ready(info, [n.name for n in nodes]), NODE_READY_TIMEOUT)
+        _wait_component(state, "nodeservices" if real else "agent",
+                        lambda: _nodes_ready(info, [n.name for n in nodes], [n.name for n in nodes if n.gpu] if real else []),
+                        NODE_READY_TIMEOUT)
+        if real:   # a kubelet's Lease lags its registration a little; callers may read it at once
+            _wait_component(state, "nodeservices", lambda: _leases_exist(info, [n.name for n in nodes]), 30)
         for name in ("kube-controller-manager", "kube-scheduler"):
             if processes.read_pid(state.pid_file(name)) is None:
                 raise SandboxError(f"{name} exited; log ends with:\n" + _log_tail(state, name))
     except BaseException:
+        # A failed start cleans up what it started (the caller shows the component's log).
+        realnodes.stop_all(state, progress=lambda m: None)
         for name in DAEMONS:
             processes.stop_daemon(state.pid_file(name), grace_seconds=5)
+        if real:
+            network.delete_bridge(opts.bridge)
         raise
-    step(f"sandbox up: {len(nodes)} nodes Ready; kubeconfig {state.kubeconfig}")
+    step(f"sandbox up: {len(nodes)} {opts.nodes_mode} nodes Ready; kubeconfig {state.kubeconfig}")
     return info, True
 
 
-def _nodes_ready(info: SandboxInfo, names: list[str]) -> bool:
-    """Every node Ready and free of the not-ready taint (so the scheduler uses it)."""
+def _start_real_nodes(state: StateDir, info: SandboxInfo, plan, nodes, bins, tokens, images, step: Progress) -> None:
+    step(f"creating {len(nodes)} node network namespaces on {plan.bridge} (pod ranges {plan.nodes[0].pod_cidr}...; "
+         f"services {plan.service_cidr})")
+    try:
+        realnodes.create_node_network(plan)
+    except realnodes.RealNodeError as exc:
+        raise SandboxError(str(exc)) from exc
+    server = f"https://{plan.gateway}:{info.apiserver_port}"
+    info.ports["registry"] = free_ports(1)[0]
+    state.write_info(info)
+    (state.root / "images.json").write_text(json.dumps([str(i.archive) for i in images]))
+    try:
+        template = nodeimages.containerd_template(images, step)
+    except nodeimages.ImageError as exc:
+        raise SandboxError(str(exc)) from exc
+    for spec in nodes:
+        cgroup = cgroups.node_cgroup(plan.bridge, spec.name)
+        cgroups.create(cgroup)
+        paths = realnodes.write_node_files(state, plan, spec, bins, server, Path(info.ca_file), tokens, cgroup,
+                                           template, info.ports["registry"])
+        realnodes.start_node(state, plan.node(spec.name).netns, paths, spec.name)
+    step(f"started {len(nodes)} real nodes (containerd, kubelet, kube-proxy), images seeded from the template")
+    # Device plugins, scrape targets, DNS records; Prometheus' port is already allocated.
+    _start(state, "nodeservices", [sys.executable, "-m", "llmops_sandbox.nodeservices", "--dir", str(state.root)])
+    import kubernetes
+    try:
+        core = kubernetes.client.CoreV1Api(kubernetes.config.new_client_from_config(config_file=info.kubeconfig))
+        _start_cluster_dns(state, core, plan, step)
+        realnodes.import_images(state, nodes, images, step)
+        realnodes.label_and_wait(state, core, nodes, realnodes.REGISTER_TIMEOUT, step)
+    except realnodes.RealNodeError as exc:
+        raise SandboxError(str(exc)) from exc
+
+
+def _start_cluster_dns(state: StateDir, core, plan, step: Progress) -> None:
+    from .nodeservices import dns_hosts_dir
+    hosts = dns_hosts_dir(state)
+    clusterdns.write_hosts(hosts, "")
+    _start(state, "dnsmasq", clusterdns.dnsmasq_argv(plan.gateway, hosts))
+    from kubernetes.client.rest import ApiException
+
+    def create() -> bool:
+        try:   # kube-system appears a moment after the API server is ready
+            core.create_namespaced_service("kube-system", clusterdns.dns_service(plan.dns_ip))
+            core.create_namespaced_endpoints("kube-system", clusterdns.dns_endpoints(plan.gateway))
+            return True
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+    waiting.wait_for(create, 30, "namespace kube-system did not appear; cannot create the kube-dns Service")
+    step(f"cluster DNS: dnsmasq on {plan.gateway}:53 behind Service kube-system/kube-dns ({plan.dns_ip})")
+
+
+def _leases_exist(info: SandboxInfo, names: list[str]) -> bool:
+    token = Path(info.token_file).read_text().strip()
+    req = urllib.request.Request(f"{info.apiserver_url}/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
+                                 headers={"Authorization": f"Bearer {token}"})
+    try:
+        with _no_proxy_opener(info.ca_file).open(req, timeout=3) as resp:
+            items = json.loads(resp.read())["items"]
+    except (urllib.error.URLError, OSError):
+        return False
+    return set(names) <= {i["metadata"]["name"] for i in items}
+
+
+def _nodes_ready(info: SandboxInfo, names: list[str], gpu_nodes: list[str] | None = None) -> bool:
+    """Every node Ready and free of the not-ready taint (so the scheduler uses it); on real
+    nodes also every GPU node's device plugin registered (nvidia.com/gpu allocatable)."""
     token = Path(info.token_file).read_text().strip()
     req = urllib.request.Request(f"{info.apiserver_url}/api/v1/nodes", headers={"Authorization": f"Bearer {token}"})
     try:
@@ -256,6 +374,9 @@ def _nodes_ready(info: SandboxInfo, names: list[str]) -> bool:
     for node in items:
         conds = {c["type"]: c["status"] for c in node.get("status", {}).get("conditions") or ()}
         taints = {t["key"] for t in node.get("spec", {}).get("taints") or ()}
+        gpus = (node.get("status", {}).get("allocatable") or {}).get("nvidia.com/gpu", "0")
+        if node["metadata"]["name"] in (gpu_nodes or ()) and gpus in ("0", ""):
+            continue
         if conds.get("Ready") == "True" and not any(t.startswith("node.kubernetes.io/") for t in taints):
             ready.add(node["metadata"]["name"])
     return set(names) <= ready
@@ -303,7 +424,7 @@ def down(root: Path, progress: Progress = print) -> bool:
         return False
     info = state.read_info()
     bridge = info.bridge if info else DEFAULT_BRIDGE
-    anything = False
+    anything = realnodes.stop_all(state, progress)
     for name in DAEMONS:
         grace = 30.0 if name == "agent" else 10.0
         if processes.stop_daemon(state.pid_file(name), grace_seconds=grace):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -41,6 +42,7 @@ class NodeSpec:
     edge: bool = False
     labels: dict[str, str] = field(default_factory=dict)
     taints: tuple[dict[str, str], ...] = ()
+    pod_cidr: str | None = None      # real nodes: this node's pod range (default: derived)
 
 
 def default_nodes_text() -> str:
@@ -82,9 +84,22 @@ def parse_nodes(text: str) -> list[NodeSpec]:
                      "must be a positive integer")
             _require(isinstance(g.get("memoryMiB"), int) and g["memoryMiB"] > 0,
                      f"{where}.gpu.memoryMiB", "must be a positive integer (MiB per GPU)")
+            from llmops.planner.gpus import known_gpu_products, lookup_gpu
+            _require(lookup_gpu(g["product"]) is not None, f"{where}.gpu.product",
+                     f"unknown GPU product {g['product']!r}; fix: one of the node labels GPU feature discovery "
+                     f"gives, e.g. {', '.join(known_gpu_products()[:4])} (`llmops plan --list` shows all)")
             gpu = GpuSpec(product=g["product"], count=g["count"], memory_mib=g["memoryMiB"])
         count = entry.get("count")
+        _require(count is None or (isinstance(count, int) and count > 0), f"{where}.count",
+                 f"must be a positive integer, got {count!r}")
         names = [name] if count is None else [f"{name}-{n}" for n in range(int(count))]
+        pod_cidr = entry.get("podCIDR")
+        if pod_cidr is not None:
+            _require(count is None, f"{where}.podCIDR", "names one node's range; fix: drop `count` or `podCIDR`")
+            try:
+                pod_cidr = str(ipaddress.ip_network(str(pod_cidr)))
+            except ValueError as exc:
+                raise NodeFileError(f"{where}.podCIDR: {exc}; fix: a range such as 10.243.7.0/24") from None
         taints = tuple(dict(t) for t in entry.get("taints") or ())
         for t in taints:
             _require(t.get("effect") in ("NoSchedule", "PreferNoSchedule", "NoExecute") and "key" in t,
@@ -101,11 +116,19 @@ def parse_nodes(text: str) -> list[NodeSpec]:
                 edge=bool(entry.get("edge", False)),
                 labels={str(k): str(v) for k, v in (entry.get("labels") or {}).items()},
                 taints=taints,
+                pod_cidr=pod_cidr,
             ))
     seen: set[str] = set()
     for s in specs:
-        _require(s.name not in seen, "nodes", f"duplicate node name {s.name!r}")
+        _require(s.name not in seen, "nodes", f"duplicate node name {s.name!r}; fix: rename one "
+                 "(an entry with `count` names its nodes <name>-0, <name>-1, ...)")
         seen.add(s.name)
+    ranged = [s for s in specs if s.pod_cidr]
+    for i, a in enumerate(ranged):
+        for b in ranged[i + 1:]:
+            _require(not ipaddress.ip_network(a.pod_cidr).overlaps(ipaddress.ip_network(b.pod_cidr)),
+                     "nodes", f"pod ranges overlap: {a.name} {a.pod_cidr} and {b.name} {b.pod_cidr}; "
+                     "fix: give each node its own podCIDR (or leave podCIDR out to have one derived)")
     return specs
 
 

@@ -76,8 +76,18 @@ class SandboxHandle:
         return StateDir(self.dir).node_root(node) / path.lstrip("/")
 
     def pod_log(self, namespace: str, pod: str, container: str) -> str:
-        """A container's output (the sandbox keeps it in the state dir; no kubelet logs API)."""
+        """A container's output: from the kubelet (real nodes) or the state dir (the node agent)."""
         self.require_sandbox("reads container logs from the sandbox state dir")
+        info = self.info
+        if info is not None and info.nodes_mode == "real":
+            import kubernetes
+            client = kubernetes.config.new_client_from_config(config_file=self.kubeconfig)
+            try:
+                return kubernetes.client.CoreV1Api(client).read_namespaced_pod_log(pod, namespace, container=container)
+            except kubernetes.client.rest.ApiException:
+                return ""
+            finally:
+                client.close()
         logs = sorted(self.dir.glob(f"pods/{namespace}_{pod}_*/{container}.log"))
         return logs[-1].read_text(errors="replace") if logs else ""
 

@@ -48,6 +48,9 @@ class SandboxInfo:
     images_file: str = ""
     bin_dir: str = ""
     prometheus_pod_url: str | None = None   # from pods: the gateway IP, forwarded by the agent
+    nodes_mode: str = "simulated"           # simulated (the node agent) | real (kubelet + containerd)
+    service_cidr: str = ""
+    dns_ip: str = ""                        # cluster DNS (real nodes)
     version: int = STATE_FORMAT_VERSION
 
     def to_json(self) -> str:
