@@ -58,7 +58,7 @@ def locate(
     dirs = candidate_dirs(bin_dir, env)
     # All three from one directory, so they share a version (envtest's KUBEBUILDER_ASSETS,
     # for one, has only kube-apiserver and etcd).
-    complete = next((d for d in dirs if all(find_binary(n, [d]) for n in CONTROL_PLANE)), None)
+    complete = _complete_dir(CONTROL_PLANE, dirs)
     found = {name: (find_binary(name, [complete]) if complete else None) for name in CONTROL_PLANE}
     missing = [n for n, p in found.items() if p is None]
     if missing:
@@ -67,9 +67,7 @@ def locate(
                 f"control-plane binaries not found: {', '.join(missing)}; fix: pass --bin-dir, "
                 f"set KUBEBUILDER_ASSETS, or let `llmops sandbox up` build them"
             )
-        dest = cache_dir(env)
-        progress(f"building Kubernetes {K8S_VERSION} control plane into {dest} (about 10 min, once)")
-        subprocess.run(["bash", str(BUILD_SCRIPT), str(dest)], check=True)
+        dest = _build_into_cache(env, "control plane", 10, progress)
         found = {name: find_binary(name, [dest]) for name in CONTROL_PLANE}
     etcd = find_binary("etcd", dirs + [Path("/usr/bin")])
     if etcd is None:
@@ -87,19 +85,28 @@ def locate_node_binaries(
 ) -> dict[str, Path]:
     """Paths of kubelet and kube-proxy (real nodes), built once into the version cache."""
     env = dict(os.environ if env is None else env)
-    dirs = candidate_dirs(bin_dir, env)
-    complete = next((d for d in dirs if all(find_binary(n, [d]) for n in NODE_BINARIES)), None)
+    complete = _complete_dir(NODE_BINARIES, candidate_dirs(bin_dir, env))
     if complete is None:
         if not build:
             raise MissingBinary(
                 f"node binaries not found: {', '.join(NODE_BINARIES)}; fix: pass --bin-dir, or run "
-                "`llmops sandbox binaries --nodes real` once (builds them, about 8 min)"
+                "`llmops sandbox binaries --nodes-mode real` once (builds them, about 8 min)"
             )
-        dest = cache_dir(env)
-        progress(f"building Kubernetes {K8S_VERSION} kubelet and kube-proxy into {dest} (about 8 min, once)")
-        subprocess.run(["bash", str(BUILD_SCRIPT), str(dest), *NODE_BINARIES], check=True)
-        complete = dest
+        complete = _build_into_cache(env, "kubelet and kube-proxy", 8, progress, *NODE_BINARIES)
     return {name: complete / name for name in NODE_BINARIES}
+
+
+def _complete_dir(names: tuple[str, ...], dirs: list[Path]) -> Path | None:
+    """The first directory holding all of `names`, so they share a version."""
+    return next((d for d in dirs if all(find_binary(n, [d]) for n in names)), None)
+
+
+def _build_into_cache(env: Mapping[str, str], what: str, minutes: int, progress: Callable[[str], None],
+                      *targets: str) -> Path:
+    dest = cache_dir(env)
+    progress(f"building Kubernetes {K8S_VERSION} {what} into {dest} (about {minutes} min, once)")
+    subprocess.run(["bash", str(BUILD_SCRIPT), str(dest), *targets], check=True)
+    return dest
 
 
 def server_minor_version(apiserver: Path) -> int:

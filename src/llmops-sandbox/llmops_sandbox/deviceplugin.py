@@ -40,7 +40,7 @@ def proto_source(bin_dir: Path) -> Path:
     path = bin_dir / PROTO_NAME
     if not path.exists():
         raise DevicePluginError(f"{path} missing; fix: rebuild the node binaries "
-                                "(`llmops sandbox binaries --nodes real` keeps the kubelet's api.proto there)")
+                                "(`llmops sandbox binaries --nodes-mode real` keeps the kubelet's api.proto there)")
     return path
 
 
