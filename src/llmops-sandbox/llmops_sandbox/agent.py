@@ -20,11 +20,11 @@ from kubernetes.client.rest import ApiException
 from . import network, processes
 from .images import parse_images
 from .ipam import IpAllocator
-from .kubeapi import Kube, api_client, now_iso
+from .kubeapi import NodeApi, api_client, now_iso
 from .forward import start_forwarder
 from .kubelet_api import start_kubelet_api, write_serving_cert
 from .nodes import node_labels, node_object, node_status, parse_nodes
-from .podrunner import PodWorker
+from .podrunner import PodWorker, WorkerContext
 from .prometheus import TARGETS_FILE, scrape_targets, write_targets
 from .state import StateDir
 
@@ -45,7 +45,7 @@ class Agent:
         self.node_labels = {n.name: node_labels(n) for n in self.nodes}
         self.image_rules = parse_images(Path(info.images_file).read_text())
         self.python = sys.executable
-        self.kube = Kube(api_client(info.kubeconfig, pool_size=64))
+        self.kube = NodeApi(api_client(info.kubeconfig, pool_size=64))
         self.allocator = IpAllocator(info.pod_cidr, info.gateway_ip)
         self.prefixlen = self.allocator.prefixlen
         self.lock = threading.Lock()
@@ -55,6 +55,10 @@ class Agent:
         self.scrape_pods: dict[str, dict] = {}   # uid -> pod, for Prometheus' file_sd targets
         self.last_targets: list[dict] | None = None
         self.kubelet_port = 0
+        self.worker_context = WorkerContext(
+            kube=self.kube, info=info, state=state, prefixlen=self.prefixlen, node_labels=self.node_labels,
+            image_rules=self.image_rules, python=self.python, allocate_ip=self.allocate_ip,
+            release_ip=self.release_ip, worker_done=self.worker_done)
 
     # --- IPs (shared by pod threads)
     def allocate_ip(self, uid: str) -> str:
@@ -130,7 +134,7 @@ class Agent:
             return
         if self.stopping.is_set():
             return
-        worker = PodWorker(self, pod)
+        worker = PodWorker(self.worker_context, pod)
         with self.lock:
             self.workers[uid] = worker
         worker.start()

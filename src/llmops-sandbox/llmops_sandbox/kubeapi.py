@@ -23,7 +23,7 @@ def api_client(kubeconfig: str, pool_size: int = 32) -> kubernetes.client.ApiCli
     return kubernetes.client.ApiClient(config)
 
 
-class Kube:
+class NodeApi:
     def __init__(self, client: kubernetes.client.ApiClient):
         self.client = client
         self.core = kubernetes.client.CoreV1Api(client)

@@ -24,7 +24,7 @@ from . import clusterdns
 from .registry import start_registry
 from .deviceplugin import NodePlugin, load_api, run_plugins
 from .forward import start_forwarder
-from .kubeapi import Kube, api_client
+from .kubeapi import NodeApi, api_client
 from .nodes import parse_nodes
 from .prometheus import TARGETS_FILE, scrape_targets, write_targets
 from .realnode_config import NodePaths
@@ -34,7 +34,7 @@ log = logging.getLogger("llmops_sandbox.nodeservices")
 SD_PERIOD = 1.0
 
 
-def discovery_loop(kube: Kube, targets_file: Path, hosts_dir: Path, stopping: threading.Event) -> None:
+def discovery_loop(kube: NodeApi, targets_file: Path, hosts_dir: Path, stopping: threading.Event) -> None:
     """Scrape targets for Prometheus and DNS records for dnsmasq, from one listing a second."""
     last_targets, last_hosts = None, None
     while not stopping.is_set():
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     prom_port = info.ports.get("prometheus")
     if prom_port:
         start_forwarder((info.gateway_ip, prom_port), ("127.0.0.1", prom_port))
-    kube = Kube(api_client(info.kubeconfig, pool_size=4))
+    kube = NodeApi(api_client(info.kubeconfig, pool_size=4))
     targets = state.prometheus / TARGETS_FILE
     state.prometheus.mkdir(parents=True, exist_ok=True)
     threading.Thread(target=discovery_loop, args=(kube, targets, dns_hosts_dir(state), stopping),

@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from kubernetes.client.rest import ApiException
 
@@ -29,7 +29,8 @@ from .probe_run import run_hook, run_probe
 from .probes import ContainerProbes, ProbeConfigError, parse_probe
 
 if TYPE_CHECKING:
-    from .agent import Agent
+    from .kubeapi import NodeApi
+    from .state import SandboxInfo, StateDir
 
 log = logging.getLogger("llmops_sandbox.pod")
 
@@ -96,20 +97,38 @@ class ContainerRun:
         )
 
 
+@dataclass(frozen=True)
+class WorkerContext:
+    """What a pod worker needs of its node agent, and nothing more: the agent's API client and
+    sandbox facts, the node labels and image rules, and the agent's shared IP pool and
+    bookkeeping as callables (they take the agent's lock)."""
+
+    kube: "NodeApi"
+    info: "SandboxInfo"
+    state: "StateDir"
+    prefixlen: int
+    node_labels: dict[str, dict[str, str]]
+    image_rules: list
+    python: str
+    allocate_ip: Callable[[str], str]
+    release_ip: Callable[[str], None]
+    worker_done: Callable[[str, "PodWorker"], None]
+
+
 class PodWorker(threading.Thread):
-    def __init__(self, agent: "Agent", pod: dict):
+    def __init__(self, ctx: WorkerContext, pod: dict):
         meta = pod["metadata"]
         super().__init__(name=f"pod-{meta['namespace']}/{meta['name']}", daemon=True)
-        self.agent = agent
+        self.ctx = ctx
         self.pod = pod
         self.uid: str = meta["uid"]
         self.namespace: str = meta["namespace"]
         self.pod_name: str = meta["name"]
         self.node_name: str = pod["spec"]["nodeName"]
-        self.dir: Path = agent.state.pods / f"{self.namespace}_{self.pod_name}_{self.uid[:8]}"
+        self.dir: Path = ctx.state.pods / f"{self.namespace}_{self.pod_name}_{self.uid[:8]}"
         self.run_dir = self.dir / "run"
         self.volumes_dir = self.dir / "volumes"
-        self.node_root = agent.state.node_root(self.node_name)
+        self.node_root = ctx.state.node_root(self.node_name)
         self.wake = threading.Event()
         self.stop_grace: float | None = None     # set: stop now (pod object gone / agent exits)
         self.start_time = now_iso()
@@ -143,7 +162,7 @@ class PodWorker(threading.Thread):
             self._kill_all(2.0)
         finally:
             self._cleanup()
-            self.agent.worker_done(self.uid, self)
+            self.ctx.worker_done(self.uid, self)
 
     def _loop(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -157,7 +176,7 @@ class PodWorker(threading.Thread):
                 if grace is None:
                     grace = self.pod["spec"].get("terminationGracePeriodSeconds", 30)
                 self._terminate(float(grace))
-                self.agent.kube.delete_pod_now(self.namespace, self.pod_name, self.uid)
+                self.ctx.kube.delete_pod_now(self.namespace, self.pod_name, self.uid)
                 return
             now = time.monotonic()
             if not self.setup_done:
@@ -176,11 +195,11 @@ class PodWorker(threading.Thread):
     def _setup(self) -> None:
         try:
             if self.host_network:
-                self.pod_ip = self.agent.info.gateway_ip
+                self.pod_ip = self.ctx.info.gateway_ip
             elif self.net is None:
-                self.pod_ip = self.agent.allocate_ip(self.uid)
+                self.pod_ip = self.ctx.allocate_ip(self.uid)
                 self.net = network.create_pod_network(
-                    self.agent.info.bridge, self.uid, self.pod_ip, self.agent.prefixlen, self.agent.info.gateway_ip)
+                    self.ctx.info.bridge, self.uid, self.pod_ip, self.ctx.prefixlen, self.ctx.info.gateway_ip)
             self._write_service_account()
             self._materialize_volumes()
             for c in self.init_containers + self.containers:
@@ -206,12 +225,12 @@ class PodWorker(threading.Thread):
         sa = self._service_account()
         if sa is None:
             return
-        token = self.agent.kube.request_token(self.namespace, sa, self.pod_name, self.uid,
+        token = self.ctx.kube.request_token(self.namespace, sa, self.pod_name, self.uid,
                                               SERVICE_ACCOUNT_ISSUER, TOKEN_SECONDS)
         target = self.run_dir / SERVICE_ACCOUNT_SUBDIR
         target.mkdir(parents=True, exist_ok=True)
         for name, data in (("token", token), ("namespace", self.namespace),
-                           ("ca.crt", Path(self.agent.info.ca_file).read_text())):
+                           ("ca.crt", Path(self.ctx.info.ca_file).read_text())):
             tmp = target / f".{name}.tmp"
             tmp.write_text(data)
             tmp.replace(target / name)   # atomic, so a refresh never shows a half-written token
@@ -237,7 +256,7 @@ class PodWorker(threading.Thread):
                 source = volume.get(key)
                 if not source:
                     continue
-                data = self.agent.kube.read_data_bytes(kind, self.namespace, source[name_key])
+                data = self.ctx.kube.read_data_bytes(kind, self.namespace, source[name_key])
                 if data is None:
                     if source.get("optional"):
                         continue
@@ -262,7 +281,7 @@ class PodWorker(threading.Thread):
 
     # --- containers
     def _base_env(self, container: dict) -> dict[str, str]:
-        info = self.agent.info
+        info = self.ctx.info
         return {
             "PATH": os.environ.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
             "HOME": "/root",
@@ -273,7 +292,7 @@ class PodWorker(threading.Thread):
             "KUBERNETES_SERVICE_PORT": str(info.apiserver_port),
             "KUBERNETES_SERVICE_PORT_HTTPS": str(info.apiserver_port),
             "LLMOPS_SANDBOX": "1",
-            "LLMOPS_SIM_GPU": self.agent.node_labels.get(self.node_name, {}).get("nvidia.com/gpu.product", ""),
+            "LLMOPS_SIM_GPU": self.ctx.node_labels.get(self.node_name, {}).get("nvidia.com/gpu.product", ""),
             "LLMOPS_SIM_GPU_COUNT": str(gpu_limit(container)),
         }
 
@@ -282,13 +301,13 @@ class PodWorker(threading.Thread):
         try:
             # The image tag may pick the stand-in's behaviour (e.g. which vLLM release the
             # simulator emulates); the container's own env still wins.
-            base = {**self._base_env(spec), **image_env(spec.get("image", ""), self.agent.image_rules,
+            base = {**self._base_env(spec), **image_env(spec.get("image", ""), self.ctx.image_rules,
                                                         expand_all(spec.get("command"), {}) or [])}
-            env = container_env(spec, self.pod, self.pod_ip, self.agent.info.gateway_ip,
-                                self._lookup, self.agent.kube.read_data, base=base)
+            env = container_env(spec, self.pod, self.pod_ip, self.ctx.info.gateway_ip,
+                                self._lookup, self.ctx.kube.read_data, base=base)
             argv = container_argv(spec.get("image", ""), expand_all(spec.get("command"), env),
-                                  expand_all(spec.get("args"), env), self.agent.image_rules,
-                                  self.agent.python)
+                                  expand_all(spec.get("args"), env), self.ctx.image_rules,
+                                  self.ctx.python)
         except UnknownImage as exc:
             if c.reason not in ("ErrImagePull", "ImagePullBackOff"):
                 self._event("Failed", str(exc), "Warning")
@@ -325,10 +344,10 @@ class PodWorker(threading.Thread):
         self._event("Started", f"Started container {c.name}")
 
     def _event(self, reason: str, message: str, type_: str = "Normal") -> None:
-        self.agent.kube.post_event(self.namespace, self.pod, reason, message, type_, host=self.node_name)
+        self.ctx.kube.post_event(self.namespace, self.pod, reason, message, type_, host=self.node_name)
 
     def _lookup(self, kind: str, namespace: str, name: str, key: str) -> str | None:
-        data = self.agent.kube.read_data(kind, namespace, name)
+        data = self.ctx.kube.read_data(kind, namespace, name)
         return None if data is None else data.get(key)
 
     def _reap(self, c: ContainerRun, now: float) -> bool:
@@ -431,7 +450,7 @@ class PodWorker(threading.Thread):
             init_containers=[c.view() for c in self.init_containers],
             restart_policy=spec.get("restartPolicy", "Always"),
             pod_ip=self.pod_ip if (self.net or self.host_network) and self.setup_done else None,
-            host_ip=self.agent.info.gateway_ip,
+            host_ip=self.ctx.info.gateway_ip,
             start_time=self.start_time,
             now=now_iso(),
             previous_conditions=self._previous_conditions(gates),
@@ -441,7 +460,7 @@ class PodWorker(threading.Thread):
         if status == self.last_status:
             return
         try:
-            self.agent.kube.patch_pod_status(self.namespace, self.pod_name, status)
+            self.ctx.kube.patch_pod_status(self.namespace, self.pod_name, status)
             self.last_status = status
         except ApiException as exc:
             if exc.status == 404:
@@ -506,7 +525,7 @@ class PodWorker(threading.Thread):
                 processes.kill_group(pid, signal.SIGKILL)
             network.delete_pod_network(self.net.netns)
             self.net = None
-        self.agent.release_ip(self.uid)
+        self.ctx.release_ip(self.uid)
         shutil.rmtree(self.run_dir, ignore_errors=True)   # tokens do not outlive the pod
 
     def describe(self) -> dict[str, Any]:
