@@ -78,7 +78,7 @@ def cmd_crds(args: argparse.Namespace) -> int:
 def cmd_rbac(args: argparse.Namespace) -> int:
     from llmops import rbac
 
-    sys.stdout.write(rbac.helm_template() if args.helm else rbac.role_yaml(args.leader_worker_set))
+    sys.stdout.write(rbac.helm_template() if args.helm else rbac.role_yaml(args.leader_worker_set, args.activator))
     return 0
 
 
@@ -105,6 +105,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("rbac", help="print the ClusterRole the operator needs (least privilege)")
     p.add_argument("--leader-worker-set", action="store_true", help="include LeaderWorkerSet access")
+    p.add_argument("--activator", action="store_true",
+                   help="include the endpoints access `llmops run --activator` needs")
     p.add_argument("--helm", action="store_true",
                    help="print the chart's rules template instead (charts/llmops/templates/_rbac_rules.tpl)")
     p.set_defaults(func=cmd_rbac)

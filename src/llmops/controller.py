@@ -223,8 +223,8 @@ def capability_note(field_name: str, available: bool) -> Note:
         return Note("Warning", "LeaderWorkerSetRemoved",
                     "LeaderWorkerSet was removed: groups that ran on it are re-created as StatefulSets.")
     return Note("Normal", "PodMonitorInstalled" if available else "PodMonitorRemoved",
-                "PodMonitor is now served: a PodMonitor is rendered for each deployment" if available
-                else "PodMonitor is no longer served: no PodMonitor is rendered")
+                "PodMonitor (monitoring.coreos.com) is now served" if available
+                else "PodMonitor (monitoring.coreos.com) is no longer served")
 
 
 @kopf.on.event("apiextensions.k8s.io", "v1", "customresourcedefinitions", when=_capability_crd)

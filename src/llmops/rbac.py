@@ -105,5 +105,5 @@ def helm_template() -> str:
                      + _helm_rules("llmops.clusterRules", CLUSTER)) + "\n"
 
 
-def role_yaml(leader_worker_set: bool = False) -> str:
-    return yaml.safe_dump(clusterwide_role(leader_worker_set=leader_worker_set), sort_keys=False)
+def role_yaml(leader_worker_set: bool = False, activator: bool = False) -> str:
+    return yaml.safe_dump(clusterwide_role(leader_worker_set=leader_worker_set, activator=activator), sort_keys=False)

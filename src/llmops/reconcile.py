@@ -139,13 +139,15 @@ def _sync_groups(kube: Kube, d: LLMDeployment, sharding: ResolvedSharding, pods:
 def _report(kube: Kube, d: LLMDeployment, body: dict[str, Any], workload: Optional[dict[str, Any]],
             sharding: ResolvedSharding, capabilities: ClusterCapabilities,
             snapshot: Optional[Snapshot] = None,
-            backend: Optional[BackendChoice] = None, just_created: bool = False) -> tuple[dict[str, Any], list[Note]]:
+            backend: Optional[BackendChoice] = None, just_created: bool = False,
+            route: bool = True) -> tuple[dict[str, Any], list[Note]]:
     if snapshot is not None:
         pods = snapshot.pods_with(selector_labels(d))
     else:
         pods = kube.list_pods(d.namespace, selector_string(d))
     notes = _sync_groups(kube, d, sharding, pods, capabilities)
-    sync_route(kube, d, sharding, capabilities, pods)  # spec.activator: a pod got Ready or went
+    if route:  # spec.activator: a pod got Ready or went (a full reconcile has just routed its children)
+        sync_route(kube, d, sharding, capabilities, pods, snapshot)
     previous = body.get("status") or {}
     staging, stage_pods = None, []
     if staging_enabled(d):
@@ -227,7 +229,7 @@ def reconcile(kube: Kube, body: dict[str, Any], capabilities: ClusterCapabilitie
             workload, workload_created = after, before is None
     notes += _prune(kube, d, children, cluster, snapshot)  # what the cluster serves, not what we render
     status, group_notes = _report(kube, d, body, workload, sharding, capabilities, snapshot, backend,
-                                  just_created=workload_created)
+                                  just_created=workload_created, route=False)
     return Outcome(notes=notes + group_notes, status=status)
 
 

@@ -164,3 +164,24 @@ def test_with_caches_a_just_created_workload_defers_the_status_write_to_its_firs
     reconcile(again, body(), CAPS, snapshot=cached)
     assert not again.writes("apply"), "the cache shows the children as rendered"
     assert again.writes("apply_status") and not [c for c in again.calls if c[0] in ("get", "list", "list_pods")]
+
+
+def test_with_the_activator_a_routed_service_the_cache_shows_is_not_applied_again():
+    from llmops.render.meta import selector_labels
+    from llmops.snapshot import Snapshot
+    from llmops.validation import validate_manifest
+    caps = ClusterCapabilities(activator="llmops-system/llmops-activator")
+    kinds_cached = ("Deployment", "Service", "PodDisruptionBudget", "StatefulSet", "DaemonSet")
+    b = body(activator={"enabled": True})
+    labels = selector_labels(validate_manifest(b))
+    ready = {"metadata": {"name": "chat-0", "namespace": "ns", "uid": "p0", "labels": labels},
+             "status": {"podIP": "10.1.0.5", "conditions": [{"type": "Ready", "status": "True"}]}}
+    first = RecordingKube(pods=[ready])
+    reconcile(first, b, caps, snapshot=Snapshot.of([], [ready], kinds_cached))
+    assert kinds(first.calls, "apply") == ["Deployment", "PodDisruptionBudget", "Service"], \
+        "with a Ready replica the Service selects the pods: no Endpoints of ours, and one apply each"
+    cached = Snapshot.of(list(first.objects.values()), [ready], kinds_cached)
+    again = RecordingKube(pods=[ready])
+    reconcile(again, b, caps, snapshot=cached)
+    refresh_status(again, b, caps, snapshot=cached)
+    assert not again.writes("apply"), "the cache shows the routed Service: neither path applies it again"

@@ -3,9 +3,9 @@
 Layers (each cached by content under ~/.cache/llmops/images/):
   1. base: a Debian bookworm rootfs with python3, made by Debian's own mmdebstrap from the
      mirror apt already uses (what `python:3.11-slim` is, minus the pip toolchain);
-  2. app: this project with its runtime dependencies and the [stage] extra, installed by
-     pip into /usr/local/lib/python3.11/dist-packages (the same contents operator/Dockerfile
-     installs), plus the launchers;
+  2. app: the product with its runtime dependencies and the [stage] extra, installed by pip
+     into /usr/local/lib/python3.11/dist-packages (the same contents operator/Dockerfile
+     installs); the simulator image's also holds llmops-sim and the stdlib test server;
   3. per image: the launchers of e2e/images/vllm-sim/Dockerfile (`vllm serve` and `ray start`
      run the simulator; `llmops stage fetch` the simulated hub) or the operator's entrypoint.
 
@@ -98,7 +98,9 @@ def base_layer(progress: Progress) -> Path:
 def _source_digest() -> str:
     h = hashlib.sha256()
     for path in sorted((REPO_ROOT / "src").rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts:
+        # Build output of pip's in-tree builds is not source (and must not re-key the layer).
+        if path.is_file() and not {"__pycache__", "build"} & set(path.parts) \
+                and not any(part.endswith(".egg-info") for part in path.parts):
             h.update(str(path.relative_to(REPO_ROOT)).encode())
             h.update(path.read_bytes())
     for name in ("pyproject.toml",):

@@ -11,6 +11,7 @@ from llmops.kube import Kube
 from llmops.render import render_children
 from llmops.render.context import ClusterCapabilities, ResolvedSharding
 from llmops.render.meta import selector_string
+from llmops.snapshot import Snapshot, already_applied
 
 
 def activator_wanted(d: LLMDeployment, capabilities: ClusterCapabilities) -> bool:
@@ -36,12 +37,17 @@ def route_children(kube: Kube, d: LLMDeployment, children: list[dict[str, Any]],
 
 
 def sync_route(kube: Kube, d: LLMDeployment, sharding: ResolvedSharding, capabilities: ClusterCapabilities,
-               pods: list[dict[str, Any]]) -> None:
-    """After a pod change: apply the Service (and Endpoints) of the route the pods call for
-    (server-side apply: a no-op while the route stays)."""
+               pods: list[dict[str, Any]], snapshot: Optional[Snapshot] = None) -> None:
+    """After a pod change: apply the Service (and, while held, the Endpoints) of the route the
+    pods call for. A Service the cache already shows as routed is not applied again; Endpoints
+    are not cached, and are re-applied so that an overwrite by the endpoints controller is undone."""
     if not activator_wanted(d, capabilities):
         return
     service = next(c for c in render_children(d, sharding, capabilities) if c["kind"] == "Service")
     multi_node = sharding.nodes_per_replica > 1
     for obj in routing.routed_objects(route_children(kube, d, [service], multi_node, capabilities, pods)):
+        cached = (snapshot.children.get((obj["kind"], obj["metadata"]["name"]))
+                  if snapshot is not None and obj["kind"] in snapshot.kinds else None)
+        if cached is not None and already_applied(obj, cached):
+            continue
         kube.apply(obj)
