@@ -144,8 +144,9 @@ def test_a_rollout_under_load_loses_no_request(e2e_operator, crs, core, kubeconf
              "three replicas never got Ready")
     before = {p.metadata.name for p in core.list_namespaced_pod(namespace, label_selector="llmops.io/deployment=roll").items}
     with PodDeletions(core, namespace, "roll") as deletions:
-        # ~7 s answers: longer than the endpoint-propagation delay, so each drain waits for streams.
-        thread, reports = in_background(load(namespace, "roll", str(kubeconfig), 75, users=6, max_tokens=300))
+        # ~9 s answers: well beyond the endpoint-propagation delay (5 s), so a pod stopped while
+        # streaming drains visibly longer than an idle one (7 s answers left it at 7.46 s once).
+        thread, reports = in_background(load(namespace, "roll", str(kubeconfig), 100, users=6, max_tokens=400))
         body = cr(crs, namespace, "roll")
         env = body["spec"]["engine"]["env"] + [{"name": "ROLLOUT_MARK", "value": "2"}]
         crs.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "roll",
@@ -156,7 +157,7 @@ def test_a_rollout_under_load_loses_no_request(e2e_operator, crs, core, kubeconf
             fresh = [p for p in pods if p.metadata.name not in before and not p.metadata.deletion_timestamp
                      and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])]
             return len(pods) == 3 and len(fresh) == 3
-        wait_for(rolled, 70, "the rollout did not replace all three pods within the load")
+        wait_for(rolled, 95, "the rollout did not replace all three pods within the load")
         thread.join(timeout=200)
     report = reports[0]
     drains = deletions.drain_seconds()
