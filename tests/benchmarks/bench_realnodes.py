@@ -59,7 +59,7 @@ def main() -> int:
         marks: list[tuple[float, str]] = []
         t0 = time.monotonic()
         lifecycle.up(lifecycle.UpOptions(dir=root, nodes_file=args.nodes, bridge=bridge, pod_cidr=cidr,
-                                         prometheus=False, nodes_mode="real"),
+                                         prometheus=False),
                      progress=lambda m: marks.append((time.monotonic() - t0, m)))
         up_s = time.monotonic() - t0
         memory = node_memory(StateDir(root))

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 
+from llmops_sandbox import cgroups, realnodes
 from llmops_sandbox.processes import alive
 from llmops_sandbox.state import StateDir
 from llmops.waiting import wait_for
@@ -54,6 +55,7 @@ def test_up_twice_status_kubeconfig_then_down_leaves_nothing(second_sandbox, tmp
     root = str(second_sandbox)
     nodes_file = tmp_path / "nodes.yaml"
     nodes_file.write_text(NODES)
+    iptables_before = realnodes.host_iptables()
     first = llmops("sandbox", "up", "--dir", root, "--bridge", BRIDGE, "--pod-cidr", POD_CIDR,
                    "--nodes", str(nodes_file))
     assert first.returncode == 0, first.stderr
@@ -67,7 +69,7 @@ def test_up_twice_status_kubeconfig_then_down_leaves_nothing(second_sandbox, tmp
     content = llmops("sandbox", "kubeconfig", "--dir", root, "--print").stdout
     assert yaml.safe_load(content) == yaml.safe_load(open(path).read())
 
-    # A running pod, so there is a container process and a network namespace to clean up.
+    # A running pod, so there is a container, its network namespace and cgroups to clean up.
     api = config.new_client_from_config(config_file=path)
     core = client.CoreV1Api(api)
     wait_for(lambda: core.read_namespaced_service_account("default", "default").secrets, 30,
@@ -83,9 +85,13 @@ def test_up_twice_status_kubeconfig_then_down_leaves_nothing(second_sandbox, tmp
     assert nodes["plain"].metadata.labels["pool"] == "cpu" and "nvidia.com/gpu" not in nodes["plain"].status.allocatable
     api.close()
     state = StateDir(second_sandbox)
-    pids = [int(f.read_text().split()[0]) for f in list(state.root.glob("pids/*.pid")) + list(state.pods.glob("*/*.pid"))]
-    assert len(pids) >= 7   # etcd, apiserver, controller-manager, scheduler, agent, prometheus, container
+    pod_node = core.read_namespaced_pod("p", "default").spec.node_name
+    pids = [int(f.read_text().split()[0]) for f in state.root.glob("pids/*.pid")]
+    pids += list(realnodes.container_pids(state, pod_node).values())
+    # etcd, apiserver, controller-manager, scheduler, node services, dnsmasq, prometheus, two nodes, the container
+    assert len(pids) >= 10, pids
     assert any(n.startswith(BRIDGE + "-") for n in netns_names())
+    cgroup_prefix = cgroups.node_cgroup(BRIDGE, "x").rsplit("/", 1)[0]
 
     down = llmops("sandbox", "down", "--dir", root)
     assert down.returncode == 0, down.stderr
@@ -93,6 +99,8 @@ def test_up_twice_status_kubeconfig_then_down_leaves_nothing(second_sandbox, tmp
     assert [n for n in netns_names() if n.startswith(BRIDGE + "-")] == []
     assert not link_exists(BRIDGE)
     assert not second_sandbox.exists()
+    assert realnodes.leftovers(second_sandbox, BRIDGE, POD_CIDR, cgroup_prefix) == []
+    assert realnodes.host_iptables() == iptables_before
 
     twice = llmops("sandbox", "down", "--dir", root)
     assert twice.returncode == 0 and "nothing to stop" in twice.stderr

@@ -42,7 +42,7 @@ def real(tmp_path_factory):
     messages: list[str] = []
     try:
         info, _ = lifecycle.up(lifecycle.UpOptions(dir=root, nodes_file=str(nodes_file), bridge=BRIDGE,
-                                                   pod_cidr=POD_CIDR, prometheus=False, nodes_mode="real"),
+                                                   pod_cidr=POD_CIDR, prometheus=False),
                                progress=messages.append)
     except lifecycle.SandboxError as exc:
         lifecycle.down(root, progress=lambda m: None)

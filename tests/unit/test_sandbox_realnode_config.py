@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmops_sandbox import clusterdns, deviceplugin, netplan, oci, realnodes
+from llmops_sandbox import clusterdns, deviceplugin, netplan, oci, realnodes, shortpaths
 from llmops_sandbox.nodes import NodeFileError, parse_nodes
 from llmops_sandbox.realnode_config import (
     NodePaths, cni_conflist, containerd_toml, kubelet_argv, kubelet_config_yaml, kubelet_self_labels,
@@ -94,7 +94,9 @@ def paths() -> NodePaths:
 
 def test_containerd_config_is_private_to_the_node_and_restricts_oom_score_adj():
     text = containerd_toml(paths())
-    assert 'root = "/s/nodes/edge/containerd/root"' in text and 'address = "/s/nodes/edge/containerd/containerd.sock"' in text
+    sock = shortpaths.short_dir(Path("/s/nodes/edge/containerd"), "ctd") / "containerd.sock"
+    assert 'root = "/s/nodes/edge/containerd/root"' in text and f'address = "{sock}"' in text
+    assert f'address = "{sock}.ttrpc"' in text
     assert "restrict_oom_score_adj = true" in text and "netns_mounts_under_state_dir = true" in text
     assert 'conf_dir = "/s/nodes/edge/cni/net.d"' in text and 'sandbox_image = "registry.k8s.io/pause:3.2"' in text
 
@@ -186,9 +188,24 @@ def test_plain_proto_drops_gogoproto_only():
     assert "gogo" not in out and "int64 ID = 1;" in out and 'syntax = "proto3";' in out
 
 
-def test_short_socket_dir_stays_under_the_unix_path_limit():
+def test_short_socket_dirs_stay_under_the_unix_path_limit_and_differ_by_directory_and_kind():
     long = Path("/tmp/" + "x" * 120 + "/var/lib/kubelet/device-plugins")
-    assert len(str(deviceplugin.short_dir(long) / deviceplugin.SOCKET_NAME)) < 60
+    assert len(str(shortpaths.short_dir(long, deviceplugin.PLUGIN_LINK) / deviceplugin.SOCKET_NAME)) < 60
+    node = NodePaths(Path("/tmp/" + "y" * 120 + "/nodes/edge"))
+    assert len(str(node.containerd_sock) + ".ttrpc") < 60        # containerd refuses more than 104
+    other = NodePaths(Path("/tmp/" + "y" * 120 + "/nodes/edge-1"))
+    assert node.containerd_sock != other.containerd_sock
+    assert shortpaths.short_dir(long, "a") != shortpaths.short_dir(long, "b")
+
+
+def test_a_short_dir_link_is_made_once_and_removed(tmp_path, monkeypatch):
+    monkeypatch.setattr(shortpaths, "SHORT_DIR_ROOT", tmp_path / "run")
+    real = tmp_path / "state" / "containerd"
+    real.mkdir(parents=True)
+    link = shortpaths.link_short_dir(real, "ctd")
+    assert link.resolve() == real and shortpaths.link_short_dir(real, "ctd") == link
+    shortpaths.unlink_short_dir(real, "ctd")
+    assert not link.is_symlink()
 
 
 # --- cluster DNS

@@ -90,7 +90,7 @@ def locate_node_binaries(
         if not build:
             raise MissingBinary(
                 f"node binaries not found: {', '.join(NODE_BINARIES)}; fix: pass --bin-dir, or run "
-                "`llmops sandbox binaries --nodes-mode real` once (builds them, about 8 min)"
+                "`llmops sandbox binaries` once (builds them, about 8 min)"
             )
         complete = _build_into_cache(env, "kubelet and kube-proxy", 8, progress, *NODE_BINARIES)
     return {name: complete / name for name in NODE_BINARIES}

@@ -1,4 +1,5 @@
-"""`llmops sandbox up|down|status|kubeconfig|prometheus`: a local Kubernetes with simulated GPU nodes."""
+"""`llmops sandbox up|down|status|kubeconfig|prometheus`: a local Kubernetes whose GPU nodes are
+real kubelets (with containerd and kube-proxy) in their own namespaces, with fake GPUs."""
 
 from __future__ import annotations
 
@@ -22,9 +23,8 @@ def _progress(message: str) -> None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     opts = lifecycle.UpOptions(
-        dir=resolve_dir(args.dir), bin_dir=args.bin_dir, nodes_file=args.nodes, images_file=args.images,
+        dir=resolve_dir(args.dir), bin_dir=args.bin_dir, nodes_file=args.nodes,
         bridge=args.bridge, pod_cidr=args.pod_cidr, prometheus=not args.no_prometheus, pin=True,
-        nodes_mode=args.nodes_mode,
     )
     import ipaddress
     import re
@@ -35,9 +35,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             raise ValueError("too small")
     except ValueError as exc:
         raise _user_error(f"--pod-cidr {args.pod_cidr!r}: {exc}; fix: give a private range such as 10.244.0.0/16")
-    for flag, path in (("--nodes", args.nodes), ("--images", args.images)):
-        if path and not Path(path).is_file():
-            raise _user_error(f"{flag} {path}: no such file; fix: pass an existing YAML file")
+    if args.nodes and not Path(args.nodes).is_file():
+        raise _user_error(f"--nodes {args.nodes}: no such file; fix: pass an existing YAML file")
     try:
         info, started = lifecycle.up(opts, progress=_progress)
     except lifecycle.SandboxError as exc:
@@ -55,8 +54,7 @@ def cmd_binaries(args: argparse.Namespace) -> int:
 
     try:
         paths = locate(args.bin_dir, progress=_progress)
-        if args.nodes_mode == "real":
-            paths.update(locate_node_binaries(args.bin_dir, progress=_progress))
+        paths.update(locate_node_binaries(args.bin_dir, progress=_progress))
     except MissingBinary as exc:
         raise _user_error(str(exc))
     for name, path in sorted(paths.items()):
@@ -129,18 +127,12 @@ def cmd_prometheus(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_nodes_mode(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--nodes-mode", choices=lifecycle.NODE_MODES, default=lifecycle.default_nodes_mode(),
-                   help="real: a kubelet + containerd + kube-proxy per node, in its own network and mount "
-                        "namespaces; simulated: the node agent (default $LLMOPS_SANDBOX_NODES or simulated)")
-
-
 def _add_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dir", help="state directory (default $LLMOPS_SANDBOX_DIR or /tmp/llmops-sandbox)")
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("sandbox", help="local Kubernetes control plane with simulated GPU nodes",
+    p = subparsers.add_parser("sandbox", help="local Kubernetes: a control plane and real nodes with fake GPUs",
                               description=__doc__)
     sub = p.add_subparsers(dest="sandbox_command", metavar="ACTION")
     sub.required = True
@@ -150,22 +142,20 @@ def register(subparsers) -> None:
     up.add_argument("--bin-dir", help="directory with kube-apiserver, kube-controller-manager, kube-scheduler"
                                       " (else $KUBEBUILDER_ASSETS, $PATH, the cache, or build them)")
     up.add_argument("--nodes", help="node file (YAML); default: the shipped 2x4 A100 + 2 edge sites x 2x1 L4")
-    up.add_argument("--images", help="image->command mapping (YAML); default: the shipped images.yaml")
     up.add_argument("--bridge", default=lifecycle.default_bridge(),
                     help="host bridge for pod networking (default $LLMOPS_SANDBOX_BRIDGE or llmops0)")
     up.add_argument("--pod-cidr", default=lifecycle.default_pod_cidr(),
                     help="pod IP range (default $LLMOPS_SANDBOX_POD_CIDR or 10.244.0.0/16)")
     up.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus")
-    _add_nodes_mode(up)
     up.set_defaults(func=cmd_up)
 
     from .demo import register as register_demo
 
     register_demo(sub)
 
-    bins = sub.add_parser("binaries", help="find the control-plane binaries, building them once if missing")
+    bins = sub.add_parser("binaries", help="find the control-plane and node binaries (kubelet, kube-proxy), "
+                                           "building them once if missing")
     bins.add_argument("--bin-dir", help="directory with kube-apiserver, kube-controller-manager, kube-scheduler")
-    _add_nodes_mode(bins)
     bins.set_defaults(func=cmd_binaries)
 
     down = sub.add_parser("down", help="stop everything and remove the state directory (safe if down)")

@@ -77,7 +77,7 @@ def apiserver_argv(apiserver: Path, ports: Ports, files: ControlPlaneFiles, gate
         # Webhooks served from pods are called at endpoint IPs: no kube-proxy or DNS here.
         "--enable-aggregator-routing=true",
         "--allow-privileged=true",
-        # Logs are proxied to the agent at the node's InternalIP; never resolve node names via DNS.
+        # Logs and exec go to the kubelet at the node's InternalIP; node names are not in DNS.
         "--kubelet-preferred-address-types=InternalIP",
         "--max-requests-inflight=800",
         "--max-mutating-requests-inflight=400",

@@ -23,6 +23,8 @@ import time
 from concurrent import futures
 from pathlib import Path
 
+from .shortpaths import link_short_dir, unlink_short_dir
+
 log = logging.getLogger("llmops_sandbox.deviceplugin")
 
 RESOURCE = "nvidia.com/gpu"
@@ -40,7 +42,7 @@ def proto_source(bin_dir: Path) -> Path:
     path = bin_dir / PROTO_NAME
     if not path.exists():
         raise DevicePluginError(f"{path} missing; fix: rebuild the node binaries "
-                                "(`llmops sandbox binaries --nodes-mode real` keeps the kubelet's api.proto there)")
+                                "(`llmops sandbox binaries` keeps the kubelet's api.proto there)")
     return path
 
 
@@ -70,26 +72,7 @@ def load_api(bin_dir: Path, cache: Path | None = None):
     return importlib.import_module("api_pb2"), importlib.import_module("api_pb2_grpc")
 
 
-SHORT_DIR_ROOT = Path("/run/llmops")
-
-
-def short_dir(plugin_dir: Path) -> Path:
-    """A short symlink to the node's plugin directory: unix socket paths are limited to 107
-    bytes, and a sandbox's state dir can make the real path longer than that."""
-    return SHORT_DIR_ROOT / f"dp-{hashlib.sha256(str(plugin_dir).encode()).hexdigest()[:10]}"
-
-
-def link_short_dir(plugin_dir: Path) -> Path:
-    link = short_dir(plugin_dir)
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if not (link.is_symlink() and os.readlink(link) == str(plugin_dir)):
-        link.unlink(missing_ok=True)
-        link.symlink_to(plugin_dir)
-    return link
-
-
-def unlink_short_dir(plugin_dir: Path) -> None:
-    short_dir(plugin_dir).unlink(missing_ok=True)
+PLUGIN_LINK = "dp"     # /run/llmops/dp-<hash> -> the node's device-plugins directory
 
 
 def gpu_uuids(node: str, count: int) -> list[str]:
@@ -116,7 +99,7 @@ class NodePlugin:
     def __init__(self, node: str, count: int, plugin_dir: Path, api, product: str = ""):
         self.node, self.product = node, product
         self.real_dir = plugin_dir
-        self.plugin_dir = link_short_dir(plugin_dir)
+        self.plugin_dir = link_short_dir(plugin_dir, PLUGIN_LINK)
         self.pb, self.pb_grpc = api
         self.devices = gpu_uuids(node, count)
         self.server = None
@@ -190,7 +173,7 @@ class NodePlugin:
         self.stopping.set()
         if self.server is not None:
             self.server.stop(0)
-        unlink_short_dir(self.real_dir)
+        unlink_short_dir(self.real_dir, PLUGIN_LINK)
 
 
 def run_plugins(plugins: list[NodePlugin], stopping: threading.Event, period: float = 0.5) -> None:

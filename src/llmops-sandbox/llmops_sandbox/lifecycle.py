@@ -1,8 +1,8 @@
-"""Bringing a sandbox up and down: processes, files, bridge. Used by the CLI and the pytest plugin."""
+"""Bringing a sandbox up and down: the control plane, the real nodes (realnodes.py), their
+add-ons, Prometheus, files and the bridge. Used by the CLI and the pytest plugin."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import shutil
@@ -21,10 +21,9 @@ from llmops import waiting
 from . import binaries, cgroups, clusterdns, netplan, network, nodeimages, processes, realnodes
 from .certs import create_pki
 from .controlplane import (
-    SERVICE_CIDR, ControlPlaneFiles, Ports, apiserver_argv, controller_manager_argv, etcd_argv, kubeconfig_yaml,
+    ControlPlaneFiles, Ports, apiserver_argv, controller_manager_argv, etcd_argv, kubeconfig_yaml,
     scheduler_argv,
 )
-from .images import default_images_text, parse_images
 from .nodes import default_nodes_text, parse_nodes
 from .prometheus import TARGETS_FILE, prometheus_argv, prometheus_yaml
 from .state import SandboxInfo, StateDir
@@ -45,16 +44,8 @@ def default_pod_cidr() -> str:
     return os.environ.get("LLMOPS_SANDBOX_POD_CIDR") or DEFAULT_POD_CIDR
 
 
-NODE_MODES = ("simulated", "real")
-
-
-def default_nodes_mode() -> str:
-    return os.environ.get("LLMOPS_SANDBOX_NODES") or "simulated"
-
-
-# Stopped in this order: the agent first (it stops pods), etcd last. Real nodes (node-<name>)
-# stop before all of these.
-DAEMONS = ("agent", "nodeservices", "dnsmasq", "prometheus", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
+# Stopped in this order, etcd last; the nodes (node-<name>, realnodes.py) stop before all of these.
+DAEMONS = ("nodeservices", "dnsmasq", "prometheus", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
 NODE_READY_TIMEOUT = 60.0
 
 
@@ -67,13 +58,11 @@ class UpOptions:
     dir: Path
     bin_dir: str | None = None
     nodes_file: str | None = None
-    images_file: str | None = None
     bridge: str = field(default_factory=default_bridge)
     pod_cidr: str = field(default_factory=default_pod_cidr)
     prometheus: bool = True
     build: bool = True
     pin: bool = False      # `llmops sandbox up` pins; the pytest plugin does not
-    nodes_mode: str = field(default_factory=default_nodes_mode)   # simulated | real
 
 
 def _no_proxy_opener(ca_file: str | None = None) -> urllib.request.OpenerDirector:
@@ -104,11 +93,6 @@ def free_ports(count: int) -> list[int]:
         for s in socks:
             s.close()
     return ports
-
-
-def gateway_for(pod_cidr: str) -> tuple[str, int]:
-    net = ipaddress.ip_network(pod_cidr)
-    return str(net.network_address + 1), net.prefixlen
 
 
 def running_daemons(state: StateDir) -> dict[str, int]:
@@ -173,27 +157,16 @@ def up(opts: UpOptions, progress: Progress = print) -> tuple[SandboxInfo, bool]:
 
     # Validate the inputs before starting anything.
     nodes_text = Path(opts.nodes_file).read_text() if opts.nodes_file else default_nodes_text()
-    images_text = Path(opts.images_file).read_text() if opts.images_file else default_images_text()
     try:
         nodes = parse_nodes(nodes_text)
     except ValueError as exc:
         raise SandboxError(f"nodes file {opts.nodes_file or '(default)'}: {exc}") from exc
     try:
-        parse_images(images_text)
-    except ValueError as exc:
-        raise SandboxError(f"images file {opts.images_file or '(default)'}: {exc}") from exc
-    if opts.nodes_mode not in NODE_MODES:
-        raise SandboxError(f"nodes mode {opts.nodes_mode!r} (--nodes-mode / LLMOPS_SANDBOX_NODES): "
-                           f"must be one of {', '.join(NODE_MODES)}")
-    real = opts.nodes_mode == "real"
-    plan = None
-    if real:
-        try:
-            plan = netplan.plan(opts.bridge, opts.pod_cidr, [n.name for n in nodes],
-                                {n.name: n.pod_cidr for n in nodes if n.pod_cidr})
-            realnodes.check_capacity(nodes)
-        except (netplan.NetPlanError, realnodes.RealNodeError) as exc:
-            raise SandboxError(str(exc)) from exc
+        plan = netplan.plan(opts.bridge, opts.pod_cidr, [n.name for n in nodes],
+                            {n.name: n.pod_cidr for n in nodes if n.pod_cidr})
+        realnodes.check_capacity(nodes)
+    except (netplan.NetPlanError, realnodes.RealNodeError) as exc:
+        raise SandboxError(str(exc)) from exc
 
     step("locating control-plane binaries")
     try:
@@ -203,22 +176,17 @@ def up(opts: UpOptions, progress: Progress = print) -> tuple[SandboxInfo, bool]:
     minor = binaries.server_minor_version(bins["kube-apiserver"])
     step(f"using Kubernetes 1.{minor} from {bins['kube-apiserver'].parent} and {bins['etcd']}")
     prom_bin = binaries.find_prometheus(opts.bin_dir) if opts.prometheus else None
-    images: list[nodeimages.BuiltImage] = []
-    if real:
-        try:
-            bins.update(binaries.locate_node_binaries(opts.bin_dir, build=opts.build, progress=step))
-            images = nodeimages.node_images(progress=step)
-        except (binaries.MissingBinary, nodeimages.ImageError) as exc:
-            raise SandboxError(str(exc)) from exc
+    try:
+        bins.update(binaries.locate_node_binaries(opts.bin_dir, build=opts.build, progress=step))
+        images = nodeimages.node_images(progress=step)
+    except (binaries.MissingBinary, nodeimages.ImageError) as exc:
+        raise SandboxError(str(exc)) from exc
 
     state.create()
     if opts.pin:
         (state.root / PINNED_FILE).touch()
     (state.root / "nodes.yaml").write_text(nodes_text)
-    (state.root / "images.yaml").write_text(images_text)
-    gateway, prefixlen = gateway_for(opts.pod_cidr)
-    if plan is not None:   # the bridge is the node network; pod ranges live inside the nodes
-        gateway, prefixlen = plan.gateway, plan.node_prefixlen
+    gateway, prefixlen = plan.gateway, plan.node_prefixlen   # the bridge is the node network
     step(f"creating bridge {opts.bridge} ({gateway}/{prefixlen})")
     try:
         network.ensure_bridge(opts.bridge, gateway, prefixlen)
@@ -226,12 +194,9 @@ def up(opts: UpOptions, progress: Progress = print) -> tuple[SandboxInfo, bool]:
         raise SandboxError(f"{exc}; the sandbox needs root (CAP_NET_ADMIN) and iproute2") from exc
 
     ports = Ports(*free_ports(6))
-    pki = create_pki(state.pki, ["127.0.0.1", gateway, plan.kubernetes_service_ip if plan else "10.96.0.1"])
-    service_cidr = plan.service_cidr if plan else SERVICE_CIDR
-    tokens: dict[str, str] = {}
-    if real:
-        tokens = realnodes.make_tokens(nodes)
-        realnodes.append_tokens(pki.token_file, tokens)
+    pki = create_pki(state.pki, ["127.0.0.1", gateway, plan.kubernetes_service_ip])
+    tokens = realnodes.make_tokens(nodes)
+    realnodes.append_tokens(pki.token_file, tokens)
     files = ControlPlaneFiles(
         ca_cert=pki.ca_cert, ca_key=pki.ca_key, serving_cert=pki.serving_cert, serving_key=pki.serving_key,
         sa_key=pki.sa_key, sa_pub=pki.sa_pub, token_file=pki.token_file, kubeconfig=state.kubeconfig,
@@ -245,9 +210,8 @@ def up(opts: UpOptions, progress: Progress = print) -> tuple[SandboxInfo, bool]:
         apiserver_pod_host=gateway, apiserver_port=ports.apiserver, ca_file=str(pki.ca_cert),
         token_file=str(state.pki / "admin.token"), prometheus_url=None, bridge=opts.bridge,
         pod_cidr=opts.pod_cidr, gateway_ip=gateway, ports=ports.as_dict(),
-        nodes_file=str(state.root / "nodes.yaml"), images_file=str(state.root / "images.yaml"),
-        bin_dir=str(bins["kube-apiserver"].parent), nodes_mode=opts.nodes_mode,
-        service_cidr=service_cidr, dns_ip=plan.dns_ip if plan else "",
+        nodes_file=str(state.root / "nodes.yaml"), bin_dir=str(bins["kube-apiserver"].parent),
+        service_cidr=plan.service_cidr, dns_ip=plan.dns_ip,
     )
     state.write_info(info)
 
@@ -257,28 +221,24 @@ def up(opts: UpOptions, progress: Progress = print) -> tuple[SandboxInfo, bool]:
         _wait_component(state, "etcd", lambda: http_ok(f"http://127.0.0.1:{ports.etcd_client}/health"), 30)
         step(f"starting kube-apiserver on {apiserver_url} (and {gateway}:{ports.apiserver} for pods)")
         _start(state, "kube-apiserver", apiserver_argv(bins["kube-apiserver"], ports, files, gateway, minor,
-                                                       service_cidr))
+                                                       plan.service_cidr))
         _wait_component(state, "kube-apiserver",
                         lambda: http_ok(f"{apiserver_url}/readyz", str(pki.ca_cert), pki.admin_token), 60)
         step("starting kube-controller-manager and kube-scheduler")
         _start(state, "kube-controller-manager",
-               controller_manager_argv(bins["kube-controller-manager"], ports, files, minor, service_cidr))
+               controller_manager_argv(bins["kube-controller-manager"], ports, files, minor, plan.service_cidr))
         _start(state, "kube-scheduler", scheduler_argv(bins["kube-scheduler"], ports, files, minor))
-        if real:
-            _start_real_nodes(state, info, plan, nodes, bins, tokens, images, step)
-        else:
-            step(f"starting the node agent for {len(nodes)} nodes")
-            _start(state, "agent", [sys.executable, "-m", "llmops_sandbox.agent", "--dir", str(state.root)])
+        _start_real_nodes(state, info, plan, nodes, bins, tokens, images, step)
         if prom_bin is not None:
             info = start_prometheus(state, prom_bin, step)
         elif opts.prometheus:
             step("prometheus not found (apt-get install prometheus); continuing without it")
         step("waiting for nodes to be Ready")
-        _wait_component(state, "nodeservices" if real else "agent",
-                        lambda: _nodes_ready(info, [n.name for n in nodes], [n.name for n in nodes if n.gpu] if real else []),
+        _wait_component(state, "nodeservices",
+                        lambda: _nodes_ready(info, [n.name for n in nodes], [n.name for n in nodes if n.gpu]),
                         NODE_READY_TIMEOUT)
-        if real:   # a kubelet's Lease lags its registration a little; callers may read it at once
-            _wait_component(state, "nodeservices", lambda: _leases_exist(info, [n.name for n in nodes]), 30)
+        # A kubelet's Lease lags its registration a little; callers may read it at once.
+        _wait_component(state, "nodeservices", lambda: _leases_exist(info, [n.name for n in nodes]), 30)
         for name in ("kube-controller-manager", "kube-scheduler"):
             if processes.read_pid(state.pid_file(name)) is None:
                 raise SandboxError(f"{name} exited; log ends with:\n" + _log_tail(state, name))
@@ -287,10 +247,9 @@ def up(opts: UpOptions, progress: Progress = print) -> tuple[SandboxInfo, bool]:
         realnodes.stop_all(state, progress=lambda m: None)
         for name in DAEMONS:
             processes.stop_daemon(state.pid_file(name), grace_seconds=5)
-        if real:
-            network.delete_bridge(opts.bridge)
+        network.delete_bridge(opts.bridge)
         raise
-    step(f"sandbox up: {len(nodes)} {opts.nodes_mode} nodes Ready; kubeconfig {state.kubeconfig}")
+    step(f"sandbox up: {len(nodes)} nodes Ready; kubeconfig {state.kubeconfig}")
     return info, True
 
 
@@ -361,8 +320,8 @@ def _leases_exist(info: SandboxInfo, names: list[str]) -> bool:
 
 
 def _nodes_ready(info: SandboxInfo, names: list[str], gpu_nodes: list[str] | None = None) -> bool:
-    """Every node Ready and free of the not-ready taint (so the scheduler uses it); on real
-    nodes also every GPU node's device plugin registered (nvidia.com/gpu allocatable)."""
+    """Every node Ready and free of the not-ready taint (so the scheduler uses it), and every
+    GPU node's device plugin registered (nvidia.com/gpu allocatable)."""
     token = Path(info.token_file).read_text().strip()
     req = urllib.request.Request(f"{info.apiserver_url}/api/v1/nodes", headers={"Authorization": f"Bearer {token}"})
     try:
@@ -426,20 +385,14 @@ def down(root: Path, progress: Progress = print) -> bool:
     bridge = info.bridge if info else DEFAULT_BRIDGE
     anything = realnodes.stop_all(state, progress)
     for name in DAEMONS:
-        grace = 30.0 if name == "agent" else 10.0
-        if processes.stop_daemon(state.pid_file(name), grace_seconds=grace):
+        if processes.stop_daemon(state.pid_file(name), grace_seconds=10.0):
             progress(f"stopped {name}")
             anything = True
-    # Belt and braces: pods of an agent that died, then their namespaces and the bridge.
-    for pid_file in state.pods.glob("*/*.pid"):
-        pid = processes.read_pid(pid_file)
-        if pid is not None:
-            processes.terminate_group(pid, 2.0)
-            anything = True
+    # Belt and braces: namespaces of nodes whose records are gone, then the bridge.
     for ns in network.list_netns(bridge):
         for pid in network.netns_pids(ns):
             processes.kill_group(pid, signal.SIGKILL)
-        network.delete_pod_network(ns)
+        network.delete_netns(ns)
         progress(f"removed network namespace {ns}")
     if network.delete_bridge(bridge):
         progress(f"removed bridge {bridge}")
@@ -497,9 +450,3 @@ def release_user(root: Path, pid: int) -> bool:
         return False
     others = [p for p in (root / USERS_DIR).glob("*") if p.name.isdigit() and processes.alive(int(p.name))]
     return not others
-
-
-def wait_until_up(root: Path, timeout: float) -> SandboxInfo:
-    state = StateDir(root)
-    return waiting.wait_for(lambda: is_up(state) and state.read_info(), timeout,
-                            f"sandbox in {root} did not come up")

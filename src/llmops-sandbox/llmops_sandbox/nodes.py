@@ -1,4 +1,5 @@
-"""Simulated nodes: the declarative node file and the Node objects built from it (pure)."""
+"""The sandbox's node file (declarative: GPUs, zones, edge sites) and the labels and taints each
+real node gets from it (pure)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,12 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
 
 import yaml
 
 EDGE_LABEL = "llmops.io/edge"
 EDGE_ROLE_LABEL = "node-role.kubernetes.io/edge"
 EDGE_TAINT = {"key": EDGE_LABEL, "value": "true", "effect": "NoSchedule"}
-GPU_RESOURCE = "nvidia.com/gpu"
-KUBELET_VERSION = "v1.20.2"
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _QUANTITY_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$")
 
@@ -162,52 +160,3 @@ def node_taints(spec: NodeSpec) -> list[dict[str, str]]:
     if spec.edge and not any(t.get("key") == EDGE_LABEL for t in taints):
         taints.append(dict(EDGE_TAINT))
     return taints
-
-
-def node_capacity(spec: NodeSpec) -> dict[str, str]:
-    capacity = {"cpu": spec.cpu, "memory": spec.memory, "pods": str(spec.pods),
-                "ephemeral-storage": "500Gi"}
-    if spec.gpu:
-        capacity[GPU_RESOURCE] = str(spec.gpu.count)
-    return capacity
-
-
-def node_object(spec: NodeSpec) -> dict[str, Any]:
-    """The Node as created (metadata + spec); status is patched separately."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {"name": spec.name, "labels": node_labels(spec)},
-        "spec": {"taints": node_taints(spec)} if node_taints(spec) else {},
-    }
-
-
-def node_conditions(now_iso: str, transition_iso: str) -> list[dict[str, str]]:
-    def cond(type_: str, status: str, reason: str, message: str) -> dict[str, str]:
-        return {"type": type_, "status": status, "reason": reason, "message": message,
-                "lastHeartbeatTime": now_iso, "lastTransitionTime": transition_iso}
-    return [
-        cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "simulated node has sufficient memory"),
-        cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "simulated node has no disk pressure"),
-        cond("PIDPressure", "False", "KubeletHasSufficientPID", "simulated node has sufficient PID"),
-        cond("Ready", "True", "KubeletReady", "llmops sandbox agent is posting ready status"),
-    ]
-
-
-def node_status(spec: NodeSpec, host_ip: str, now_iso: str, transition_iso: str,
-                kubelet_port: int = 0) -> dict[str, Any]:
-    capacity = node_capacity(spec)
-    return {
-        "capacity": capacity,
-        "allocatable": dict(capacity),
-        "conditions": node_conditions(now_iso, transition_iso),
-        "addresses": [{"type": "InternalIP", "address": host_ip},
-                      {"type": "Hostname", "address": spec.name}],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
-        "nodeInfo": {
-            "machineID": spec.name, "systemUUID": spec.name, "bootID": spec.name,
-            "kernelVersion": "sandbox", "osImage": "llmops sandbox", "containerRuntimeVersion": "llmops://0.1",
-            "kubeletVersion": KUBELET_VERSION, "kubeProxyVersion": KUBELET_VERSION,
-            "operatingSystem": "linux", "architecture": "amd64",
-        },
-    }

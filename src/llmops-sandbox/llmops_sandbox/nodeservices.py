@@ -1,9 +1,9 @@
-"""What stays of the node agent when nodes are real: the parts a kind cluster gets from
-add-ons, not from the kubelet.
+"""The sandbox's add-ons: what a kind cluster gets from add-ons and addon images, not from
+its kubelets (the nodes themselves are real kubelets, see realnodes.py).
 
 - GPU device plugins, one per GPU node (deviceplugin.py, the kubelet's gRPC API);
 - Prometheus service discovery: Debian's prometheus is built without Kubernetes SD, so the
-  scrape targets of annotated pods go to a file_sd file (as the agent did);
+  scrape targets of annotated pods go to a file_sd file;
 - Prometheus for pods: it listens on loopback; pods reach it at the bridge gateway;
 - cluster DNS records for dnsmasq (clusterdns.py), from Services, Endpoints and Pods;
 - the nodes' registry mirror (registry.py), so pulls of the local images succeed.
@@ -24,7 +24,7 @@ from . import clusterdns
 from .registry import start_registry
 from .deviceplugin import NodePlugin, load_api, run_plugins
 from .forward import start_forwarder
-from .kubeapi import NodeApi, api_client
+from .kubeapi import ClusterLister, api_client
 from .nodes import parse_nodes
 from .prometheus import TARGETS_FILE, scrape_targets, write_targets
 from .realnode_config import NodePaths
@@ -34,19 +34,18 @@ log = logging.getLogger("llmops_sandbox.nodeservices")
 SD_PERIOD = 1.0
 
 
-def discovery_loop(kube: NodeApi, targets_file: Path, hosts_dir: Path, stopping: threading.Event) -> None:
+def discovery_loop(kube: ClusterLister, targets_file: Path, hosts_dir: Path, stopping: threading.Event) -> None:
     """Scrape targets for Prometheus and DNS records for dnsmasq, from one listing a second."""
     last_targets, last_hosts = None, None
     while not stopping.is_set():
         try:
-            pods, _ = kube.list_pods()
+            pods = kube.pods()
             targets = scrape_targets(pods)
             if targets != last_targets:
                 write_targets(targets_file, targets)
                 last_targets = targets
-            services = kube._raw(kube.core.list_service_for_all_namespaces)["items"]
-            endpoints = kube._raw(kube.core.list_endpoints_for_all_namespaces)["items"]
-            hosts = clusterdns.hosts_text(clusterdns.service_records(services, endpoints, pods))
+            records = clusterdns.service_records(kube.services(), kube.endpoints(), pods)
+            hosts = clusterdns.hosts_text(records)
             if hosts != last_hosts:
                 clusterdns.write_hosts(hosts_dir, hosts)
                 last_hosts = hosts
@@ -85,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     prom_port = info.ports.get("prometheus")
     if prom_port:
         start_forwarder((info.gateway_ip, prom_port), ("127.0.0.1", prom_port))
-    kube = NodeApi(api_client(info.kubeconfig, pool_size=4))
+    kube = ClusterLister(api_client(info.kubeconfig, pool_size=4))
     targets = state.prometheus / TARGETS_FILE
     state.prometheus.mkdir(parents=True, exist_ok=True)
     threading.Thread(target=discovery_loop, args=(kube, targets, dns_hosts_dir(state), stopping),

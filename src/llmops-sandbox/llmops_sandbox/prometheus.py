@@ -1,7 +1,8 @@
 """The sandbox's Prometheus: config, scrape targets (pure) and its command line.
 
-Debian's prometheus package is built without Kubernetes service discovery, so the node
-agent plays that part: it writes the scrape targets of pods annotated
+Debian's prometheus package is built without Kubernetes service discovery (its config
+parser has no `kubernetes_sd_configs`), so the sandbox's node services play that part
+(nodeservices.py): they write the scrape targets of pods annotated
 `prometheus.io/scrape: "true"` (port from `prometheus.io/port`, path from `prometheus.io/path`)
 to a file_sd file, with the labels kubernetes_sd + the usual relabelling would give
 (namespace, pod, node, and the pod's labels)."""

@@ -70,26 +70,35 @@ class SandboxHandle:
         return lifecycle.start_prometheus(StateDir(self.dir), progress=lambda m: None).prometheus_url
 
     def node_path(self, node: str, path: str) -> Path:
-        """Where a simulated node's `path` (e.g. a hostPath volume) lives on this machine."""
+        """Where a node's `path` (e.g. a hostPath volume) lives on this machine."""
         from .state import StateDir
-        self.require_sandbox("reads a simulated node's filesystem")
+        self.require_sandbox("reads a sandbox node's filesystem")
         return StateDir(self.dir).node_root(node) / path.lstrip("/")
 
     def pod_log(self, namespace: str, pod: str, container: str) -> str:
-        """A container's output: from the kubelet (real nodes) or the state dir (the node agent)."""
-        self.require_sandbox("reads container logs from the sandbox state dir")
-        info = self.info
-        if info is not None and info.nodes_mode == "real":
-            import kubernetes
-            client = kubernetes.config.new_client_from_config(config_file=self.kubeconfig)
-            try:
-                return kubernetes.client.CoreV1Api(client).read_namespaced_pod_log(pod, namespace, container=container)
-            except kubernetes.client.rest.ApiException:
-                return ""
-            finally:
-                client.close()
-        logs = sorted(self.dir.glob(f"pods/{namespace}_{pod}_*/{container}.log"))
-        return logs[-1].read_text(errors="replace") if logs else ""
+        """A container's output, from its kubelet through the API server ("" if there is none yet)."""
+        import kubernetes
+        client = kubernetes.config.new_client_from_config(config_file=self.kubeconfig)
+        try:
+            return kubernetes.client.CoreV1Api(client).read_namespaced_pod_log(pod, namespace, container=container)
+        except kubernetes.client.rest.ApiException:
+            return ""
+        finally:
+            client.close()
+
+    def container_pid(self, pod: dict, container: str) -> int:
+        """The host pid of a running container's main process (pod: the Pod as a dict), from
+        its node's containerd."""
+        from . import realnodes
+        from .state import StateDir
+        self.require_sandbox("finds container processes on the sandbox's nodes")
+        status = next((c for c in (pod.get("status") or {}).get("containerStatuses") or () if c["name"] == container),
+                      None)
+        assert status and status.get("containerID"), f"container {container} of {pod['metadata']['name']} has no id yet"
+        container_id = status["containerID"].split("://", 1)[-1]
+        pids = realnodes.container_pids(StateDir(self.dir), pod["spec"]["nodeName"])
+        assert container_id in pids, f"container {container_id[:12]} is not running on {pod['spec']['nodeName']}"
+        return pids[container_id]
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -15,6 +15,7 @@ import yaml
 
 from .netplan import NetPlan, NodeNet
 from .nodes import NodeSpec, node_labels, node_taints
+from .shortpaths import short_dir
 
 PAUSE_IMAGE = "registry.k8s.io/pause:3.2"
 CLUSTER_DOMAIN = "cluster.local"
@@ -29,6 +30,9 @@ PRIVATE_DIRS = ("/var/lib/kubelet", "/var/lib/llmops", "/var/log/pods", "/var/lo
 _KUBELET_ALLOWED_PREFIXES = ("topology.kubernetes.io/", "kubernetes.io/arch", "kubernetes.io/os",
                              "kubernetes.io/hostname", "beta.kubernetes.io/", "failure-domain.beta.kubernetes.io/",
                              "node.kubernetes.io/instance-type")
+
+
+CONTAINERD_LINK = "ctd"   # /run/llmops/ctd-<hash> -> <state>/nodes/<name>/containerd
 
 
 @dataclass(frozen=True)
@@ -50,8 +54,12 @@ class NodePaths:
         return self.base / "containerd" / "state"
 
     @property
+    def containerd_dir(self) -> Path:    # its sockets; dialled through containerd_sock's short link
+        return self.base / "containerd"
+
+    @property
     def containerd_sock(self) -> Path:
-        return self.base / "containerd" / "containerd.sock"
+        return short_dir(self.containerd_dir, CONTAINERD_LINK) / "containerd.sock"
 
     @property
     def containerd_config(self) -> Path:

@@ -18,19 +18,20 @@ from pathlib import Path
 from typing import Callable
 
 from . import cgroups, network, processes
-from .deviceplugin import short_dir, unlink_short_dir
+from .deviceplugin import PLUGIN_LINK
 from .netplan import NetPlan
 from .nodeimages import BuiltImage, ImageError, import_image, imported_names, seed_containerd_root
 from .nodes import NodeSpec
+from .shortpaths import link_short_dir, short_dir, unlink_short_dir
 from .realnode_config import (
-    PRIVATE_DIRS, NodePaths, cni_conflist, containerd_toml, kube_proxy_argv, kubelet_argv,
+    CONTAINERD_LINK, PRIVATE_DIRS, NodePaths, cni_conflist, containerd_toml, kube_proxy_argv, kubelet_argv,
     kubelet_config_yaml, labels_patched_later, node_kubeconfig, node_token_lines, resolv_conf_text,
 )
 from .state import StateDir
 
 Progress = Callable[[str], None]
 REGISTER_TIMEOUT = 60.0
-COMPONENTS = ("containerd", "kubelet", "kube-proxy")
+CRASH_LOOP_EXITS = 3      # a component that exits this often while the node starts will not come up
 
 
 class RealNodeError(RuntimeError):
@@ -91,6 +92,7 @@ def write_node_files(state: StateDir, plan: NetPlan, spec: NodeSpec, bins: dict[
     for d in (paths.base, paths.containerd_root, paths.containerd_state, paths.cni_conf_dir,
               paths.cni_ipam_dir, paths.cert_dir, paths.volume_plugin_dir, paths.device_plugin_dir):
         d.mkdir(parents=True, exist_ok=True)
+    link_short_dir(paths.containerd_dir, CONTAINERD_LINK)
     node = plan.node(spec.name)
     registry = f"http://{plan.gateway}:{registry_port}" if registry_port else None
     paths.containerd_config.write_text(containerd_toml(paths, registry))
@@ -121,6 +123,22 @@ def start_node(state: StateDir, netns: str, paths: NodePaths, name: str) -> None
     processes.start_daemon(argv, state.pid_file(pid_name(name)), state.log_file(pid_name(name)), cwd=state.root)
 
 
+def container_pids(state: StateDir, node: str) -> dict[str, int]:
+    """Container id -> host pid of its main process, for every running task of a node's
+    containerd (the pid namespace is the host's; only mounts and network are the node's)."""
+    sock = node_paths(state, node).containerd_sock
+    proc = subprocess.run(["ctr", "--address", str(sock), "-n", "k8s.io", "tasks", "ls"],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RealNodeError(f"node {node}: ctr tasks ls: {proc.stderr.strip()}")
+    pids = {}
+    for line in proc.stdout.splitlines()[1:]:      # TASK PID STATUS
+        fields = line.split()
+        if len(fields) >= 3 and fields[1].isdigit() and fields[2] == "RUNNING":
+            pids[fields[0]] = int(fields[1])
+    return pids
+
+
 def log_tail(path: Path, lines: int = 12) -> str:
     try:
         text = path.read_text(errors="replace").splitlines()[-lines:]
@@ -131,6 +149,15 @@ def log_tail(path: Path, lines: int = 12) -> str:
 
 def component_log(state: StateDir, node: str, component: str) -> Path:
     return state.root / "logs" / f"{node}.{component}.log"
+
+
+def component_exits(state: StateDir, node: str, component: str) -> int:
+    """How often a node's supervisor (nodeinit.py) saw the component exit."""
+    try:
+        text = state.log_file(pid_name(node)).read_text(errors="replace")
+    except FileNotFoundError:
+        return 0
+    return text.count(f"nodeinit: {component} exited with ")
 
 
 def _wait(state: StateDir, node: str, what: str, component: str, check: Callable[[], bool], timeout: float) -> None:
@@ -159,7 +186,8 @@ def import_images(state: StateDir, specs: list[NodeSpec], images: list[BuiltImag
             try:
                 import_image(image, paths.containerd_sock)
             except ImageError as exc:
-                raise RealNodeError(f"node {spec.name}: {exc}") from exc
+                raise RealNodeError(f"node {spec.name}: {exc}\n  containerd log ends with:\n"
+                                    + log_tail(component_log(state, spec.name, "containerd"))) from exc
     t0 = time.monotonic()
     with ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(one, specs))
@@ -188,6 +216,11 @@ def label_and_wait(state: StateDir, core, specs: list[NodeSpec], timeout: float,
         for name in pending:
             if processes.read_pid(state.pid_file(pid_name(name))) is None:
                 raise RealNodeError(f"node {name}: its supervisor exited; kubelet log ends with:\n"
+                                    + log_tail(component_log(state, name, "kubelet")))
+            exits = component_exits(state, name, "kubelet")
+            if exits >= CRASH_LOOP_EXITS:
+                raise RealNodeError(f"node {name}: the kubelet exited {exits} times without registering; its log "
+                                    f"({component_log(state, name, 'kubelet')}) ends with:\n"
                                     + log_tail(component_log(state, name, "kubelet")))
         if time.monotonic() > deadline:
             name = sorted(pending)[0]
@@ -237,8 +270,10 @@ def stop_all(state: StateDir, progress: Progress) -> bool:
         left = cgroups.remove(rec.cgroup)
         if left:
             progress(f"node {rec.name}: could not remove cgroups {left}")
-        _ip("netns", "del", rec.netns, check=False)
-        unlink_short_dir(node_paths(state, rec.name).device_plugin_dir)
+        network.delete_netns(rec.netns)
+        paths = node_paths(state, rec.name)
+        unlink_short_dir(paths.device_plugin_dir, PLUGIN_LINK)
+        unlink_short_dir(paths.containerd_dir, CONTAINERD_LINK)
         if was:
             progress(f"stopped node {rec.name}")
         anything = anything or was
@@ -265,7 +300,7 @@ def check_capacity(specs: list[NodeSpec], available_mib: int | None = None) -> N
     if len(specs) > fits:
         raise RealNodeError(f"nodes: {len(specs)} real nodes need about {len(specs) * NODE_MEMORY_MIB} MiB, but this "
                             f"machine has {available} MiB available (room for {fits} at {NODE_MEMORY_MIB} MiB each, "
-                            "within half of it); fix: fewer nodes in the node file, or --nodes-mode simulated")
+                            "within half of it); fix: fewer nodes in the node file (--nodes FILE)")
 
 
 def host_iptables() -> str:
@@ -308,9 +343,10 @@ def leftovers(state_dir: Path, bridge: str, cidr: str, cgroup_prefix: str) -> li
     found += [f"iptables: {r}" for r in host_iptables().splitlines() if prefix in r]
     found += [f"cgroup {c}" for c in cgroups.leftovers(cgroup_prefix)]
     for spec_file in state_dir.glob("nodes/*/node.json"):
-        link = short_dir(node_paths(StateDir(state_dir), spec_file.parent.name).device_plugin_dir)
-        if link.is_symlink():
-            found.append(f"device-plugin socket link {link}")
+        paths = node_paths(StateDir(state_dir), spec_file.parent.name)
+        for link in (short_dir(paths.device_plugin_dir, PLUGIN_LINK), short_dir(paths.containerd_dir, CONTAINERD_LINK)):
+            if link.is_symlink():
+                found.append(f"socket link {link}")
     if state_dir.exists():
         found.append(f"state directory {state_dir} (containerd roots, sockets, kubelet dirs)")
     return found

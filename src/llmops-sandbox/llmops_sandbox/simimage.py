@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from . import oci
-from .nodeimages import BuiltImage, ImageError, Progress, _cached, cache_root, content_key
+from .nodeimages import BuiltImage, ImageError, Progress, _cached, content_key
 
 DEBIAN_SUITE = "bookworm"
 BASE_PACKAGES = ("python3", "ca-certificates")
@@ -118,7 +118,22 @@ APP_DISTRIBUTIONS = {
 _TEST_SERVER = Path(__file__).with_name("testserver.py")
 
 
+IMAGE_PYTHON = (3, 11)     # Debian bookworm's python3, the images' interpreter
+
+
+def check_host_python(version: tuple[int, ...] = tuple(sys.version_info[:2])) -> None:
+    """The app layer is installed by this Python's pip: compiled wheels (pydantic-core, grpcio...)
+    must be for the images' Python, so the two must agree."""
+    if tuple(version[:2]) != IMAGE_PYTHON:
+        want = ".".join(map(str, IMAGE_PYTHON))
+        raise ImageError(f"the node images run Python {want} (Debian {DEBIAN_SUITE}), but their packages would be "
+                         f"installed by Python {'.'.join(map(str, version[:2]))} ({sys.executable}), whose compiled "
+                         f"wheels do not load there; fix: run llmops from a Python {want} environment "
+                         f"(python{want} -m venv .venv; .ci/setup does this on Debian {DEBIAN_SUITE})")
+
+
 def app_layer(progress: Progress, kind: str) -> Path:
+    check_host_python()
     distributions = APP_DISTRIBUTIONS[kind]
     key = content_key("app", kind, _source_digest())
 
@@ -213,7 +228,3 @@ def operator_image(progress: Progress = print) -> BuiltImage:
     def build(archive: Path) -> None:
         oci.write_image_archive(layers, tags, archive)
     return BuiltImage(_cached("operator", key, build, progress), OPERATOR_IMAGES)
-
-
-def cached_archives() -> list[Path]:
-    return sorted(cache_root().glob("*.tar"))

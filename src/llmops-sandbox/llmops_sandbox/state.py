@@ -7,7 +7,9 @@ Layout (all under one directory, default /tmp/llmops-sandbox):
   etcd-data/            etcd's data
   pids/<name>.pid       one per daemon ("<pid> <start-time-ticks>")
   logs/<name>.log       one per daemon
-  pods/<ns>_<pod>_<uid>/  per-pod run dir (service-account files), container logs and pids
+  nodes/<name>/         one real node: its rootfs (hostPath, the node's "disk"), containerd
+                        root and state, kubelet and CNI files (realnode_config.NodePaths)
+  dns/                  the records dnsmasq serves (cluster DNS)
   prometheus/           prometheus.yml and its TSDB
 """
 
@@ -45,10 +47,8 @@ class SandboxInfo:
     gateway_ip: str
     ports: dict[str, int] = field(default_factory=dict)
     nodes_file: str = ""
-    images_file: str = ""
     bin_dir: str = ""
-    prometheus_pod_url: str | None = None   # from pods: the gateway IP, forwarded by the agent
-    nodes_mode: str = "simulated"           # simulated (the node agent) | real (kubelet + containerd)
+    prometheus_pod_url: str | None = None   # from pods: the gateway IP, forwarded by nodeservices
     service_cidr: str = ""
     dns_ip: str = ""                        # cluster DNS (real nodes)
     version: int = STATE_FORMAT_VERSION
@@ -84,16 +84,12 @@ class StateDir:
         return self.root / "etcd-data"
 
     @property
-    def pods(self) -> Path:
-        return self.root / "pods"
-
-    @property
     def prometheus(self) -> Path:
         return self.root / "prometheus"
 
     def node_root(self, node: str) -> Path:
-        """A simulated node's own filesystem root: where its hostPath volumes live, so
-        nodes do not share what one of them wrote (the host's / stays untouched)."""
+        """A node's own filesystem root (its mount namespace's /): where its hostPath volumes
+        live, so nodes do not share what one of them wrote (the host's / stays untouched)."""
         return self.root / "nodes" / node / "rootfs"
 
     def pid_file(self, name: str) -> Path:
@@ -103,7 +99,7 @@ class StateDir:
         return self.root / "logs" / f"{name}.log"
 
     def create(self) -> None:
-        for sub in ("pids", "logs", "pki", "pods", "etcd-data", "prometheus"):
+        for sub in ("pids", "logs", "pki", "etcd-data", "prometheus"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(self.pki, 0o700)
 
