@@ -24,7 +24,7 @@ NODES = {
     "defaults": {"region": "r1", "cpu": "2", "memory": "8Gi", "pods": 30},
     "nodes": [
         {"name": "dc", "zone": "r1-a", "gpu": {"product": "NVIDIA-A100-SXM4-80GB", "count": 2, "memoryMiB": 81920}},
-        {"name": "edge", "count": 2, "zone": "r1-edge", "edge": True,
+        {"name": "edge", "count": 2, "zone": "r1-edge", "edge": True, "cpu": "1", "memory": "4Gi",
          "gpu": {"product": "NVIDIA-L4", "count": 1, "memoryMiB": 23034}},
     ],
 }
@@ -102,6 +102,11 @@ def test_nodes_register_with_the_node_files_labels_taints_and_gpus(real):
     assert [(t.key, t.effect) for t in edge.spec.taints] == [("llmops.io/edge", "NoSchedule")]
     assert not dc.spec.taints
     assert dc.status.node_info.container_runtime_version.startswith("containerd://")
+    # Allocatable is the node file's size (the kubelet reserves the rest of the machine).
+    from kubernetes.utils.quantity import parse_quantity
+    assert parse_quantity(dc.status.allocatable["memory"]) == 8 * 2**30
+    assert parse_quantity(edge.status.allocatable["memory"]) == 4 * 2**30
+    assert parse_quantity(edge.status.allocatable["cpu"]) == 1
     ips = sorted(n.status.addresses[0].address for n in nodes.values())
     assert len(set(ips)) == 3 and all(ip.startswith(POD_CIDR.split(".0.0/")[0]) for ip in ips)
 

@@ -14,8 +14,8 @@ import yaml
 from llmops_sandbox import clusterdns, deviceplugin, netplan, oci, realnodes, shortpaths
 from llmops_sandbox.nodes import NodeFileError, parse_nodes
 from llmops_sandbox.realnode_config import (
-    NodePaths, cni_conflist, containerd_toml, kubelet_argv, kubelet_config_yaml, kubelet_self_labels,
-    labels_patched_later, node_token_lines,
+    Machine, NodePaths, cni_conflist, containerd_toml, kubelet_argv, kubelet_config_yaml,
+    kubelet_self_labels, labels_patched_later, node_token_lines, system_reserved,
 )
 
 EDGE = {"name": "edge", "zone": "z", "cpu": "4", "memory": "8Gi", "edge": True,
@@ -122,6 +122,30 @@ def test_kubelet_registers_with_its_ip_taints_and_only_labels_it_may_set():
     assert "topology.kubernetes.io/zone" in kubelet_self_labels(spec)
     config = yaml.safe_load(kubelet_config_yaml(plan, spec))
     assert config["clusterDNS"] == ["10.243.240.10"] and config["cgroupDriver"] == "cgroupfs"
+
+
+MACHINE = Machine(cpus=2, memory_bytes=24 * 2**30)
+
+
+def test_a_node_smaller_than_the_machine_reserves_the_rest_so_allocatable_is_the_node_files():
+    plan = netplan.plan("br", "10.243.0.0/16", ["edge"])
+    spec = parse_nodes(nodes_text({**EDGE, "cpu": "500m", "memory": "8Gi"}))[0]
+    reserved = yaml.safe_load(kubelet_config_yaml(plan, spec, machine=MACHINE))["systemReserved"]
+    assert reserved["cpu"] == "1500m"
+    # allocatable = capacity - reserved (no hard eviction threshold on sandbox kubelets) = exactly 8Gi
+    assert 24 * 2**30 - int(reserved["memory"].removesuffix("Ki")) * 1024 == 8 * 2**30
+    assert realnodes.larger_than_the_machine([spec], MACHINE) == []
+
+
+def test_a_node_larger_than_the_machine_gets_the_machine_and_is_named():
+    plan = netplan.plan("br", "10.243.0.0/16", ["edge"])
+    spec = parse_nodes(nodes_text({**EDGE, "cpu": "96", "memory": "1024Gi"}))[0]
+    assert "systemReserved" not in yaml.safe_load(kubelet_config_yaml(plan, spec, machine=MACHINE))
+    same_cpu_more_memory = parse_nodes(nodes_text({**EDGE, "cpu": "2", "memory": "100Gi"}))[0]
+    assert system_reserved(same_cpu_more_memory, MACHINE) == {}
+    assert realnodes.larger_than_the_machine([spec, same_cpu_more_memory], MACHINE) == ["edge", "edge"]
+    assert realnodes.larger_than_the_machine(parse_nodes(nodes_text({**EDGE, "cpu": "1", "memory": "1Gi"})),
+                                             MACHINE) == []
 
 
 def test_node_tokens_give_kubelets_node_identities_and_kube_proxy_its_user():

@@ -275,6 +275,12 @@ def _start_real_nodes(state: StateDir, info: SandboxInfo, plan, nodes, bins, tok
                                            template, info.ports["registry"])
         realnodes.start_node(state, plan.node(spec.name).netns, paths, spec.name)
     step(f"started {len(nodes)} real nodes (containerd, kubelet, kube-proxy), images seeded from the template")
+    machine = realnodes.this_machine()
+    capped = realnodes.larger_than_the_machine(nodes, machine)
+    if capped:
+        step(f"nodes {', '.join(capped)} declare more cpu or memory than this machine has ({machine.cpus} CPUs, "
+             f"{machine.memory_bytes / 2**30:.1f} GiB): their allocatable is the machine's; the others' is what "
+             "the node file says")
     # Device plugins, scrape targets, DNS records; Prometheus' port is already allocated.
     _start(state, "nodeservices", [sys.executable, "-m", "llmops_sandbox.nodeservices", "--dir", str(state.root)])
     import kubernetes

@@ -199,7 +199,33 @@ def resolv_conf_text(plan: NetPlan) -> str:
     return f"nameserver {plan.gateway}\noptions timeout:1 attempts:1\n"
 
 
-def kubelet_config_yaml(plan: NetPlan, spec: NodeSpec, resolv_base: str = "") -> str:
+@dataclass(frozen=True)
+class Machine:
+    """What every kubelet on this host reports as its capacity (cadvisor reads the host)."""
+
+    cpus: int
+    memory_bytes: int
+
+
+def system_reserved(spec: NodeSpec, machine: Machine) -> dict[str, str]:
+    """What the kubelet holds back so that the Node's allocatable is the node file's cpu and
+    memory (allocatable = capacity - systemReserved, as kubelet_argv turns hard eviction off).
+    The scheduler packs by it; nothing is enforced (--enforce-node-allocatable= is empty, as
+    this machine's cgroup v1 layout needs). A node declared larger than the machine gets what
+    the machine has."""
+    from kubernetes.utils.quantity import parse_quantity
+    reserved = {}
+    cpu_millis = int(parse_quantity(spec.cpu) * 1000)
+    if cpu_millis < machine.cpus * 1000:
+        reserved["cpu"] = f"{machine.cpus * 1000 - cpu_millis}m"
+    memory = int(parse_quantity(spec.memory))
+    spare = machine.memory_bytes - memory
+    if spare > 0:
+        reserved["memory"] = f"{spare // 1024}Ki"
+    return reserved
+
+
+def kubelet_config_yaml(plan: NetPlan, spec: NodeSpec, resolv_base: str = "", machine: Machine | None = None) -> str:
     config = {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
@@ -220,6 +246,9 @@ def kubelet_config_yaml(plan: NetPlan, spec: NodeSpec, resolv_base: str = "") ->
         "nodeStatusReportFrequency": "10s",
         "nodeStatusUpdateFrequency": "4s",
     }
+    reserved = system_reserved(spec, machine) if machine else {}
+    if reserved:
+        config["systemReserved"] = reserved
     return yaml.safe_dump(config, sort_keys=False)
 
 

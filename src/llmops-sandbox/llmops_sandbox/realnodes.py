@@ -25,7 +25,7 @@ from .nodes import NodeSpec
 from .shortpaths import link_short_dir, short_dir, unlink_short_dir
 from .realnode_config import (
     CONTAINERD_LINK, PRIVATE_DIRS, NodePaths, cni_conflist, containerd_toml, kube_proxy_argv, kubelet_argv,
-    kubelet_config_yaml, labels_patched_later, node_kubeconfig, node_token_lines, resolv_conf_text,
+    Machine, kubelet_config_yaml, labels_patched_later, node_kubeconfig, node_token_lines, resolv_conf_text,
 )
 from .state import StateDir
 
@@ -98,7 +98,7 @@ def write_node_files(state: StateDir, plan: NetPlan, spec: NodeSpec, bins: dict[
     paths.containerd_config.write_text(containerd_toml(paths, registry))
     (paths.cni_conf_dir / "10-llmops.conflist").write_text(cni_conflist(node, paths))
     paths.resolv_conf.write_text(resolv_conf_text(plan))
-    paths.kubelet_config.write_text(kubelet_config_yaml(plan, spec, str(paths.base)))
+    paths.kubelet_config.write_text(kubelet_config_yaml(plan, spec, str(paths.base), this_machine()))
     paths.kubelet_kubeconfig.write_text(node_kubeconfig(server, ca_cert, tokens[spec.name], f"system:node:{spec.name}"))
     paths.proxy_kubeconfig.write_text(node_kubeconfig(server, ca_cert, tokens["kube-proxy"], "system:kube-proxy"))
     for f in (paths.kubelet_kubeconfig, paths.proxy_kubeconfig):
@@ -281,6 +281,19 @@ def stop_all(state: StateDir, progress: Progress) -> bool:
         parent = rec.cgroup.rsplit("/", 1)[0]
         cgroups.remove(parent)
     return anything
+
+
+def this_machine() -> Machine:
+    total_kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                     if line.startswith("MemTotal:"))
+    return Machine(cpus=os.cpu_count() or 1, memory_bytes=total_kib * 1024)
+
+
+def larger_than_the_machine(specs: list[NodeSpec], machine: Machine) -> list[str]:
+    """Nodes whose declared cpu or memory the machine cannot give (they get the machine's)."""
+    from kubernetes.utils.quantity import parse_quantity
+    return [s.name for s in specs
+            if parse_quantity(s.cpu) > machine.cpus or parse_quantity(s.memory) > machine.memory_bytes]
 
 
 NODE_MEMORY_MIB = 300     # kubelet ~90 + containerd ~46 + kube-proxy ~30 + supervisor, measured, rounded up
