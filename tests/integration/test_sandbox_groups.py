@@ -10,6 +10,7 @@ import pytest
 from kubernetes import client
 
 from llmops.waiting import wait_for
+from llmops_sandbox.processes import alive
 
 pytestmark = pytest.mark.cluster
 
@@ -22,7 +23,7 @@ LEADER_SCRIPT = 'ray start --head --port=6379 && exec vllm serve "$@"'
 
 @pytest.fixture(autouse=True)
 def _sandbox_only(sandbox):
-    sandbox.require_sandbox("maps the vLLM image's launcher and ray commands to simulator processes")
+    sandbox.require_sandbox("runs the sandbox's simulator image and reads its nodes' containerd")
 
 
 def group_pod(name, role, container, grace=30):
@@ -45,7 +46,7 @@ def wait_ready(core, namespace, name):
     return wait_for(ready, TIMEOUT, f"pod {namespace}/{name} did not become Ready")
 
 
-def test_leader_and_worker_of_a_two_node_group_run_on_one_edge_site(core, namespace):
+def test_leader_and_worker_of_a_two_node_group_run_on_one_edge_site(core, namespace, sandbox):
     group_env = [{"name": "LLMOPS_GROUP_SIZE", "value": "2"}, {"name": "LLMOPS_SIM_STARTUP_SECONDS", "value": "0"}]
     core.create_namespaced_pod(namespace, group_pod("grp-leader", "leader", {
         "command": ["/bin/sh", "-c", LEADER_SCRIPT, "vllm-leader"],
@@ -70,8 +71,11 @@ def test_leader_and_worker_of_a_two_node_group_run_on_one_edge_site(core, namesp
                    and "joining" in text and text, TIMEOUT, "worker logged nothing")
     assert f"worker 1 of a 2-node group joining the Ray cluster at {leader_ip}:6379 with 1 x NVIDIA-L4" in log
 
-    # The worker exits on SIGTERM at once: deletion finishes well inside the 30 s grace period.
+    # The worker exits on SIGTERM at once, well inside the 30 s grace period.
+    pid = sandbox.container_pid(pod_json(core, namespace, "grp-worker"), "vllm")
     core.delete_namespaced_pod("grp-worker", namespace)
+    wait_for(lambda: not alive(pid), 10, "the worker was still running 10 s after deletion (did `sim worker` ignore "
+             "SIGTERM?)")
 
     def gone():
         try:
@@ -79,4 +83,4 @@ def test_leader_and_worker_of_a_two_node_group_run_on_one_edge_site(core, namesp
             return False
         except client.ApiException as exc:
             return exc.status == 404
-    wait_for(gone, 10, "the worker pod was not gone 10 s after deletion (did `sim worker` ignore SIGTERM?)")
+    wait_for(gone, TIMEOUT, "the worker pod object was not removed after its container stopped")
