@@ -22,11 +22,11 @@ from .deviceplugin import PLUGIN_LINK
 from .netplan import NetPlan
 from .nodeimages import BuiltImage, ImageError, import_image, imported_names, seed_containerd_root
 from .nodes import NodeSpec
-from .shortpaths import link_short_dir, short_dir, unlink_short_dir
 from .realnode_config import (
-    CONTAINERD_LINK, PRIVATE_DIRS, NodePaths, cni_conflist, containerd_toml, kube_proxy_argv, kubelet_argv,
-    Machine, kubelet_config_yaml, labels_patched_later, node_kubeconfig, node_token_lines, resolv_conf_text,
+    CONTAINERD_LINK, PRIVATE_DIRS, Machine, NodePaths, cni_conflist, containerd_toml, kube_proxy_argv, kubelet_argv,
+    kubelet_config_yaml, labels_patched_later, node_kubeconfig, node_token_lines, resolv_conf_text,
 )
+from .shortpaths import link_short_dir, short_dir, unlink_short_dir
 from .state import StateDir
 
 Progress = Callable[[str], None]
