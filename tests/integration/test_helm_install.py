@@ -171,13 +171,17 @@ def test_webhook_admits_a_valid_one_and_the_operator_reconciles_it_with_the_char
     events = release.core.list_namespaced_event(release.workloads, field_selector="involvedObject.name=chat").items
     assert any(e.reason == "Created" and e.involved_object.kind == "LLMDeployment" for e in events), \
         "the operator posted no Event (events create)"
-    log = release.operator_log()
+    # With --verbose, urllib3 logs every API call: the pod itself applied the children. The
+    # status write that said Ready may reach the container log a moment after we saw Ready.
+    paths = (f"/apis/apps/v1/namespaces/{release.workloads}/deployments/chat",
+             f"/api/v1/namespaces/{release.workloads}/services/chat",
+             f"/apis/llmops.io/v1alpha1/namespaces/{release.workloads}/llmdeployments/chat/status")
+
+    def log_with_every_patch():
+        text = release.operator_log()
+        return all(re.search(rf'"PATCH {re.escape(path)}[?" ].* 20[01] ', text) for path in paths) and text
+    log = wait_for(log_with_every_patch, 20, f"the operator's log lacks a successful PATCH of one of {paths}")
     assert "Handler 'on_llmdeployment" in log and "succeeded" in log, log[-3000:]
-    # With --verbose, urllib3 logs every API call: the pod itself applied the children.
-    for path in (f"/apis/apps/v1/namespaces/{release.workloads}/deployments/chat",
-                 f"/api/v1/namespaces/{release.workloads}/services/chat",
-                 f"/apis/llmops.io/v1alpha1/namespaces/{release.workloads}/llmdeployments/chat/status"):
-        assert re.search(rf'"PATCH {re.escape(path)}[?" ].* 20[01] ', log), f"no successful PATCH {path} in the log"
     # Kopf says "Not enough permissions" when a list/watch is refused; API errors carry 403/Forbidden.
     refusal = re.search(r'" 403 |\(403\)|Forbidden|forbidden|Not enough permissions', log)
     assert refusal is None, f"the operator hit an RBAC refusal ({refusal.group(0)}):\n{log[-3000:]}"
