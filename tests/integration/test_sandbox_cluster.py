@@ -299,7 +299,7 @@ def test_in_cluster_client_in_a_pod_is_subject_to_rbac(core, namespace, api_clie
             "containers": [{"name": "c", "image": "llmops/host:1",
                             "command": ["python3", "-c", script]}]}})
         wait_for(lambda: pod_json(core, namespace, name)["status"].get("phase") == "Succeeded",
-                 TIMEOUT, f"in-cluster client pod {name} did not succeed (log in {sandbox.dir}/pods)")
+                 TIMEOUT, f"in-cluster client pod {name} did not succeed (kubectl logs -n {namespace} {name})")
         return [l for l in sandbox.pod_log(namespace, name, "c").splitlines() if l.startswith("RESULT")]
 
     assert run("before") == ["RESULT 403"]
