@@ -268,14 +268,14 @@ def _start_real_nodes(state: StateDir, info: SandboxInfo, plan, nodes, bins, tok
         template = nodeimages.containerd_template(images, step)
     except nodeimages.ImageError as exc:
         raise SandboxError(str(exc)) from exc
+    machine = realnodes.this_machine()
     for spec in nodes:
         cgroup = cgroups.node_cgroup(plan.bridge, spec.name)
         cgroups.create(cgroup)
         paths = realnodes.write_node_files(state, plan, spec, bins, server, Path(info.ca_file), tokens, cgroup,
-                                           template, info.ports["registry"])
+                                           machine, template, info.ports["registry"])
         realnodes.start_node(state, plan.node(spec.name).netns, paths, spec.name)
     step(f"started {len(nodes)} real nodes (containerd, kubelet, kube-proxy), images seeded from the template")
-    machine = realnodes.this_machine()
     capped = realnodes.larger_than_the_machine(nodes, machine)
     if capped:
         step(f"nodes {', '.join(capped)} declare more cpu or memory than this machine has ({machine.cpus} CPUs, "

@@ -84,8 +84,8 @@ def create_node_network(plan: NetPlan) -> None:
 
 
 def write_node_files(state: StateDir, plan: NetPlan, spec: NodeSpec, bins: dict[str, Path], server: str,
-                     ca_cert: Path, tokens: dict[str, str], cgroup: str, template: Path | None = None,
-                     registry_port: int = 0) -> NodePaths:
+                     ca_cert: Path, tokens: dict[str, str], cgroup: str, machine: Machine,
+                     template: Path | None = None, registry_port: int = 0) -> NodePaths:
     paths = node_paths(state, spec.name)
     if template is not None:     # the images, already imported and unpacked
         seed_containerd_root(template, paths.containerd_root)
@@ -98,7 +98,7 @@ def write_node_files(state: StateDir, plan: NetPlan, spec: NodeSpec, bins: dict[
     paths.containerd_config.write_text(containerd_toml(paths, registry))
     (paths.cni_conf_dir / "10-llmops.conflist").write_text(cni_conflist(node, paths))
     paths.resolv_conf.write_text(resolv_conf_text(plan))
-    paths.kubelet_config.write_text(kubelet_config_yaml(plan, spec, str(paths.base), this_machine()))
+    paths.kubelet_config.write_text(kubelet_config_yaml(plan, spec, str(paths.base), machine))
     paths.kubelet_kubeconfig.write_text(node_kubeconfig(server, ca_cert, tokens[spec.name], f"system:node:{spec.name}"))
     paths.proxy_kubeconfig.write_text(node_kubeconfig(server, ca_cert, tokens["kube-proxy"], "system:kube-proxy"))
     for f in (paths.kubelet_kubeconfig, paths.proxy_kubeconfig):
@@ -283,10 +283,16 @@ def stop_all(state: StateDir, progress: Progress) -> bool:
     return anything
 
 
+def meminfo_kib(field: str) -> int:
+    """One /proc/meminfo line (MemTotal, MemAvailable...), in KiB; 0 if absent."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    return 0
+
+
 def this_machine() -> Machine:
-    total_kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                     if line.startswith("MemTotal:"))
-    return Machine(cpus=os.cpu_count() or 1, memory_bytes=total_kib * 1024)
+    return Machine(cpus=os.cpu_count() or 1, memory_bytes=meminfo_kib("MemTotal") * 1024)
 
 
 def larger_than_the_machine(specs: list[NodeSpec], machine: Machine) -> list[str]:
@@ -300,10 +306,7 @@ NODE_MEMORY_MIB = 300     # kubelet ~90 + containerd ~46 + kube-proxy ~30 + supe
 
 
 def available_memory_mib() -> int:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) // 1024
-    return 0
+    return meminfo_kib("MemAvailable") // 1024
 
 
 def check_capacity(specs: list[NodeSpec], available_mib: int | None = None) -> None:
